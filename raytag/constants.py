@@ -1,0 +1,56 @@
+"""Numbers that the method, the data layout and the results table agree on.
+
+Every module takes these from here, never from a literal of its own.
+"""
+
+from __future__ import annotations
+
+# --- Landmarks (DESIGN.md "Landmarks") ------------------------------------------------
+#: Landmarks around the circumference (k), starting at the mid-septum, clockwise as displayed.
+N_CIRCUMFERENTIAL = 24
+#: Landmarks across the wall (r): 0 = endocardium ... 6 = epicardium.
+N_TRANSMURAL = 7
+#: Landmarks per frame; index ``i = N_TRANSMURAL * k + r``.
+N_LANDMARKS = N_CIRCUMFERENTIAL * N_TRANSMURAL  # 168
+
+#: Rings whose circumferential strain is reported separately (paper Fig. 3).
+RING_SUBENDO = 1
+RING_MIDWALL = 3
+RING_SUBEPI = 5
+
+# --- Cines and preprocessing (DESIGN.md "Preprocessing") -------------------------------
+#: Every cine is fixed to this many frames (pad with invalid frames, or truncate).
+N_FRAMES = 20
+#: Frames are zero-padded to this square size before localisation.
+PAD_SIZE = 256
+#: The ROI crop is resampled to this square size before tracking.
+CROP_SIZE = 128
+#: The ROI box is the ED landmark extent enlarged by this fraction of its size on each side.
+ROI_MARGIN = 0.30
+
+# --- UK Biobank ------------------------------------------------------------------------
+#: UK Biobank data field of the CMR tagging zips.
+UKB_FIELD_TAGGING = 20211
+#: Slice index (the ``b<N>`` in the series description) -> anatomical label.
+SLICE_LABELS = {1: "basal", 2: "mid", 3: "apical"}
+#: Synthetic cohorts use EIDs from here upwards; real UK Biobank EIDs never appear.
+SYNTHETIC_EID_START = 9_000_000
+
+# --- Results table ---------------------------------------------------------------------
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_SKIPPED = "skipped"
+
+# --- Safety limits for untrusted input (no memory bombs, no zip bombs) -----------------
+#: Largest Rows or Columns accepted in a DICOM header.
+MAX_MATRIX_SIZE = 1024
+#: Most frames accepted in one series before truncation (real ones have ~20, a few ~40).
+MAX_FRAMES_PER_SERIES = 256
+#: Largest single zip member, uncompressed.
+MAX_MEMBER_BYTES = 64 * 1024 * 1024
+#: Largest sum of uncompressed member sizes in one participant zip.
+MAX_ZIP_UNCOMPRESSED_BYTES = 1024 * 1024 * 1024
+#: Most members in one participant zip.
+MAX_ZIP_MEMBERS = 20_000
+#: Largest participant zip read into memory.
+MAX_ZIP_BYTES = 512 * 1024 * 1024

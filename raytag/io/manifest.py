@@ -1,0 +1,86 @@
+"""The zip's ``manifest.cvs`` (sometimes ``manifest.csv``): a hint, never the truth.
+
+Real manifests are comma-separated with an *unquoted* Java date (``Aug 14, 2014``) whose
+comma adds a field, and their header changed between versions (``series discription``,
+``seriesdescription``, ``seriesid``, ``series id``, ``study date``...). Rows are re-aligned
+by anchoring the columns before the date on the left and the columns after it on the
+right, so the extra field is absorbed into the date. The DICOM headers decide everything;
+the manifest is used only to report files it lists that the zip lacks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["ManifestEntry", "parse_manifest", "MANIFEST_NAMES"]
+
+MANIFEST_NAMES = ("manifest.cvs", "manifest.csv")
+
+_ALIASES = {
+    "filename": {"filename", "file name", "file", "fname"},
+    "series_description": {
+        "series discription",
+        "series description",
+        "seriesdescription",
+        "seriesdiscription",
+        "series_description",
+    },
+    "series_uid": {"seriesid", "series id", "series_id", "seriesinstanceuid"},
+    "date": {"date", "study date", "studydate", "study_date"},
+}
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One manifest row: the member name and what the manifest claims about it."""
+
+    filename: str
+    series_description: str | None = None
+    series_uid: str | None = None
+
+
+def _canonical(header: str) -> str | None:
+    h = re.sub(r"\s+", " ", header.strip().lower())
+    for key, names in _ALIASES.items():
+        if h in names:
+            return key
+    return None
+
+
+def parse_manifest(text: str) -> list[ManifestEntry]:
+    """Entries of a manifest; rows without a file name are dropped, never raised on."""
+    lines = [ln for ln in text.replace("\r\n", "\n").split("\n") if ln.strip()]
+    if not lines:
+        return []
+    header = [_canonical(h) for h in lines[0].split(",")]
+    if "filename" not in header:
+        # Headerless or unknown layout: take any field that looks like a DICOM file name.
+        return [
+            ManifestEntry(f.strip())
+            for ln in lines
+            for f in ln.split(",")
+            if f.strip().lower().endswith(".dcm")
+        ]
+    n = len(header)
+    date_col = header.index("date") if "date" in header else None
+    entries = []
+    for ln in lines[1:]:
+        fields = [f.strip() for f in ln.split(",")]
+        if len(fields) > n and date_col is not None:
+            extra = len(fields) - n
+            # Left of the date by position from the start, right of it from the end.
+            merged = ",".join(fields[date_col : date_col + extra + 1])
+            fields = fields[:date_col] + [merged] + fields[date_col + extra + 1 :]
+        row = dict(zip(header, fields, strict=False))  # short rows: missing columns
+        name = row.get("filename")
+        if not name:
+            continue
+        entries.append(
+            ManifestEntry(
+                filename=name,
+                series_description=row.get("series_description") or None,
+                series_uid=row.get("series_uid") or None,
+            )
+        )
+    return entries

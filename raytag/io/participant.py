@@ -1,0 +1,257 @@
+"""``read_participant``: one UK Biobank tagging zip -> one :class:`SliceRecord` per slice.
+
+The DICOM headers decide everything (the manifest is only cross-checked). Nothing is
+extracted to disk, and nothing raises to the caller: any problem becomes a ``failed``
+record with a specific reason, and problems in one slice never cost the others.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from raytag.constants import MAX_ZIP_BYTES, N_FRAMES, SLICE_LABELS
+from raytag.io import storage
+from raytag.io.dicom import FrameHeader, decode_frame, read_header
+from raytag.io.errors import IngestError
+from raytag.io.manifest import MANIFEST_NAMES, parse_manifest
+from raytag.io.records import SliceRecord
+from raytag.io.safezip import SafeZip
+from raytag.io.ukb_names import parse_zip_name, tagging_slice_index
+
+__all__ = ["read_participant", "Source"]
+
+#: A participant zip: a local path, a storage URI (``s3://...``), or ``(name, bytes)``.
+Source = str | os.PathLike | tuple[str, bytes]
+
+#: QC flags (warnings that do not fail a slice). Identifiers, so cohorts can count them.
+QC_REPEATED_SERIES = "repeated_series"
+QC_PADDED = "padded_frames"
+QC_TRUNCATED = "truncated_frames"
+QC_FRAME_COUNT_MISMATCH = "frame_count_ne_cardiac_number_of_images"
+QC_ORDER_BY_INSTANCE = "ordered_by_instance_number"
+QC_DUPLICATE_TRIGGER = "duplicate_trigger_times"
+QC_SPACING_VARIES = "pixel_spacing_varies"
+QC_NOT_MONOTONIC = "slice_positions_not_monotonic"
+QC_MANIFEST_MISSING = "manifest_lists_missing_files"
+QC_NO_MANIFEST = "no_manifest"
+
+
+def _source_name(source: Source) -> str:
+    """The source's name or URI; ``TypeError`` for a source of the wrong type (a caller bug)."""
+    if isinstance(source, tuple):
+        if len(source) != 2 or not isinstance(source[1], (bytes, bytearray, memoryview)):
+            raise TypeError("a (name, bytes) source must be a 2-tuple of str and bytes")
+        return str(source[0])
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    raise TypeError(
+        f"source must be a path, a storage URI or (name, bytes), not {type(source).__name__}"
+    )
+
+
+def _load(source: Source, uri: str) -> bytes:
+    if isinstance(source, tuple):
+        return bytes(source[1])
+    try:
+        return storage.read_bytes(uri, max_bytes=MAX_ZIP_BYTES)
+    except storage.StorageError as exc:
+        raise IngestError(str(exc)) from exc
+
+
+def _participant_failure(uri: str, reason: str, eid: str | None = None,
+                         instance: int | None = None) -> list[SliceRecord]:
+    if eid is None:
+        eid = storage.basename(uri).rsplit(".", 1)[0] or "unknown"
+    rec = SliceRecord(eid=eid, instance=instance, slice_index=None, source_uri=uri)
+    return [rec.fail(reason)]
+
+
+def read_participant(source: Source, n_frames: int = N_FRAMES) -> list[SliceRecord]:
+    """Read one participant visit's tagging zip into slice records (failed ones included).
+
+    Returns the slices found, ordered by ``slice_index``; a slice among b1..b3 missing from
+    a zip that has the others gets a ``failed`` record saying so, so a cohort table shows
+    every expected slice. A zip that cannot be read at all, or holds no tagging series,
+    gives a single ``failed`` record with ``slice_index`` None. Never raises for bad
+    input (only ``TypeError`` for a source of the wrong type).
+    """
+    uri = _source_name(source)
+    try:
+        return _read_participant(source, uri, n_frames)
+    except Exception as exc:  # noqa: BLE001 - last net: bad input is a row, never a crash
+        return _participant_failure(
+            uri, f"unexpected error reading the zip: {type(exc).__name__}: {exc}"
+        )
+
+
+def _read_participant(source: Source, uri: str, n_frames: int) -> list[SliceRecord]:
+    try:
+        visit = parse_zip_name(uri)
+    except IngestError as exc:
+        return _participant_failure(uri, str(exc))
+    try:
+        data = _load(source, uri)
+        zf = SafeZip(data)
+    except IngestError as exc:
+        return _participant_failure(uri, str(exc), visit.eid, visit.instance)
+
+    headers, skipped = _scan_headers(zf)
+    participant_flags = _manifest_flags(zf, headers)
+    by_slice: dict[int, dict[str, list[FrameHeader]]] = defaultdict(lambda: defaultdict(list))
+    for h in headers:
+        idx = tagging_slice_index(h.series_description)
+        if idx is not None:
+            by_slice[idx][h.series_uid].append(h)
+    if not by_slice:
+        descs = sorted({h.series_description for h in headers if h.series_description})
+        found = f"; series found: {', '.join(descs[:6])}" if descs else ""
+        return _participant_failure(
+            uri,
+            f"no tagging series (CINE_tagging_3sl_SAX_b<N>s) among {len(zf.names)} members "
+            f"({len(headers)} DICOM, {skipped} not DICOM or unreadable){found}",
+            visit.eid,
+            visit.instance,
+        )
+
+    records = []
+    for idx in sorted(set(by_slice) | set(SLICE_LABELS)):
+        rec = SliceRecord(eid=visit.eid, instance=visit.instance, slice_index=idx, source_uri=uri)
+        rec.qc_flags.extend(participant_flags)
+        if idx not in by_slice:
+            rec.fail(f"slice b{idx} ({SLICE_LABELS[idx]}) has no tagging series in the zip")
+        elif idx not in SLICE_LABELS:
+            rec.fail(f"series names slice b{idx}; UK Biobank tagging has slices b1..b3")
+        else:
+            try:
+                _fill_slice(rec, zf, by_slice[idx], n_frames)
+            except IngestError as exc:
+                rec.fail(str(exc))
+            except Exception as exc:  # noqa: BLE001 - last net: one slice never costs the others
+                rec.fail(f"unexpected error reading the slice: {type(exc).__name__}: {exc}")
+        records.append(rec)
+    _flag_slice_order(records)
+    return records
+
+
+def _scan_headers(zf: SafeZip) -> tuple[list[FrameHeader], int]:
+    """Headers of every DICOM member (no pixels decoded); count of members skipped."""
+    headers, skipped = [], 0
+    for name in zf.names:
+        if name.rsplit("/", 1)[-1].lower() in MANIFEST_NAMES:
+            continue
+        try:
+            h = read_header(name, zf.read(name))
+        except IngestError:
+            h = None
+        if h is None:
+            skipped += 1
+        else:
+            headers.append(h)
+    return headers, skipped
+
+
+def _manifest_flags(zf: SafeZip, headers: Sequence[FrameHeader]) -> list[str]:
+    names = {n.rsplit("/", 1)[-1].lower(): n for n in zf.names}
+    manifest = next((names[m] for m in MANIFEST_NAMES if m in names), None)
+    if manifest is None:
+        return [QC_NO_MANIFEST]
+    try:
+        entries = parse_manifest(zf.read(manifest).decode("utf-8", errors="replace"))
+    except IngestError:
+        return [QC_NO_MANIFEST]
+    present = {n.rsplit("/", 1)[-1] for n in zf.names}
+    if any(e.filename.rsplit("/", 1)[-1] not in present for e in entries):
+        return [QC_MANIFEST_MISSING]
+    return []
+
+
+def _series_rank(frames: list[FrameHeader]) -> tuple:
+    """Sort key of a candidate series: the best one is the maximum."""
+    usable = all(h.problem is None for h in frames)
+    cnoi = Counter(h.cardiac_number_of_images for h in frames).most_common(1)[0][0]
+    complete = cnoi is not None and len(frames) == cnoi
+    numbers = [h.series_number for h in frames if h.series_number is not None]
+    try:
+        acq = max(float(h.acquisition_time) for h in frames if h.acquisition_time)
+    except ValueError:
+        acq = -1.0
+    return (usable, complete, max(numbers, default=-1), acq)
+
+
+def _fill_slice(rec: SliceRecord, zf: SafeZip, series: dict[str, list[FrameHeader]],
+                n_frames: int) -> None:
+    """Choose the slice's series, order and decode its frames into ``rec`` (or raise)."""
+    candidates = sorted(series.values(), key=_series_rank, reverse=True)
+    frames = candidates[0]
+    rec.n_candidate_series = len(candidates)
+    if len(candidates) > 1:
+        rec.qc_flags.append(QC_REPEATED_SERIES)
+    first = frames[0]
+    rec.series_uid = first.series_uid
+    rec.series_number = first.series_number
+    rec.series_description = first.series_description
+
+    problems = [h.problem for h in frames if h.problem]
+    if problems:
+        raise IngestError(f"series {first.series_description!r}: {problems[0]}")
+    sizes = Counter((h.rows, h.cols) for h in frames)
+    if len(sizes) > 1:
+        detail = ", ".join(f"{r}x{c} ({n} frames)" for (r, c), n in sizes.most_common())
+        raise IngestError(f"frames of mismatched size within the series: {detail}")
+
+    frames = _order_frames(rec, frames)
+    rec.n_frames = len(frames)
+    cnoi = first.cardiac_number_of_images
+    if cnoi is not None and cnoi != len(frames):
+        rec.qc_flags.append(QC_FRAME_COUNT_MISMATCH)
+    if len(frames) < n_frames:
+        rec.qc_flags.append(QC_PADDED)
+    elif len(frames) > n_frames:
+        rec.qc_flags.append(QC_TRUNCATED)
+    kept = frames[:n_frames]
+
+    spacings = Counter(h.pixel_spacing_mm for h in frames)
+    if len(spacings) > 1:
+        rec.qc_flags.append(QC_SPACING_VARIES)
+    rec.pixel_spacing_mm = np.asarray(spacings.most_common(1)[0][0], dtype=np.float64)
+    positions = [h.position_mm for h in frames if h.position_mm is not None]
+    rec.slice_position_mm = float(np.median(positions)) if positions else None
+
+    rows, cols = first.rows, first.cols
+    out = np.zeros((n_frames, rows, cols), dtype=np.uint16)
+    for t, h in enumerate(kept):  # decode only the chosen series, only the kept frames
+        out[t] = decode_frame(h, zf.read(h.member))
+    rec.frames = out
+    rec.frame_valid = np.arange(n_frames) < len(kept)
+    times = np.full(n_frames, np.nan)
+    if all(h.trigger_time_ms is not None for h in kept):
+        times[: len(kept)] = [h.trigger_time_ms for h in kept]
+    rec.trigger_time_ms = times
+
+
+def _order_frames(rec: SliceRecord, frames: list[FrameHeader]) -> list[FrameHeader]:
+    """Order by TriggerTime (ties by InstanceNumber); InstanceNumber if any time is missing."""
+    if all(h.trigger_time_ms is not None for h in frames):
+        triggers = [h.trigger_time_ms for h in frames]
+        if len(set(triggers)) < len(triggers):
+            rec.qc_flags.append(QC_DUPLICATE_TRIGGER)
+        return sorted(frames, key=lambda h: (h.trigger_time_ms, h.instance_number or 0))
+    if all(h.instance_number is not None for h in frames):
+        rec.qc_flags.append(QC_ORDER_BY_INSTANCE)
+        return sorted(frames, key=lambda h: h.instance_number)
+    raise IngestError("cannot order frames: TriggerTime and InstanceNumber both missing")
+
+
+def _flag_slice_order(records: list[SliceRecord]) -> None:
+    """Flag every slice when positions along the normal are not monotonic b1 -> b3."""
+    placed = [r for r in records if r.ok and r.slice_position_mm is not None]
+    if len(placed) < 2:
+        return
+    steps = np.diff([r.slice_position_mm for r in placed])
+    if not (np.all(steps > 0) or np.all(steps < 0)):
+        for r in placed:
+            r.qc_flags.append(QC_NOT_MONOTONIC)

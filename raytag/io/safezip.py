@@ -1,0 +1,85 @@
+"""Reading untrusted zips in memory: no extraction, no zip bombs, no path tricks."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+
+from raytag.constants import MAX_MEMBER_BYTES, MAX_ZIP_MEMBERS, MAX_ZIP_UNCOMPRESSED_BYTES
+from raytag.io.errors import IngestError
+
+__all__ = ["SafeZip"]
+
+
+def _unsafe_name(name: str) -> bool:
+    n = name.replace("\\", "/")
+    return n.startswith("/") or (len(n) > 1 and n[1] == ":") or ".." in n.split("/")
+
+
+class SafeZip:
+    """A zip archive held in memory, checked before any member is inflated.
+
+    Refuses (with :class:`IngestError`): empty or non-zip bytes, truncated archives,
+    more than ``max_members`` members, member names that are absolute or contain ``..``
+    (a hostile archive: raytag never extracts, but such a zip is not a scanner's output),
+    declared uncompressed totals above ``max_total_bytes``. Members are read with a hard
+    cap of ``max_member_bytes`` actually inflated, whatever the header declares.
+    """
+
+    def __init__(
+        self,
+        data: bytes,
+        max_members: int = MAX_ZIP_MEMBERS,
+        max_total_bytes: int = MAX_ZIP_UNCOMPRESSED_BYTES,
+        max_member_bytes: int = MAX_MEMBER_BYTES,
+    ):
+        if len(data) == 0:
+            raise IngestError("empty object (0 bytes), not a zip archive")
+        if not data.startswith(b"PK"):
+            raise IngestError(f"not a zip archive (starts with {data[:8]!r})")
+        try:
+            self._zf = zipfile.ZipFile(io.BytesIO(data))
+            infos = self._zf.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+            raise IngestError(f"truncated or corrupt zip archive ({exc})") from exc
+        if len(infos) > max_members:
+            raise IngestError(f"zip has {len(infos)} members, more than the limit {max_members}")
+        for info in infos:
+            if _unsafe_name(info.filename):
+                raise IngestError(
+                    f"zip member name {info.filename!r} is absolute or contains '..': "
+                    "refusing a hostile archive"
+                )
+        total = sum(i.file_size for i in infos)
+        if total > max_total_bytes:
+            raise IngestError(
+                f"zip declares {total} uncompressed bytes, more than the limit "
+                f"{max_total_bytes} (zip bomb?)"
+            )
+        self._infos = [i for i in infos if not i.is_dir()]
+        self._max_member = max_member_bytes
+
+    @property
+    def names(self) -> list[str]:
+        """Member names (files only), in archive order."""
+        return [i.filename for i in self._infos]
+
+    def read(self, name: str) -> bytes:
+        """Inflate one member, never more than the per-member limit."""
+        info = self._zf.getinfo(name)
+        if info.file_size > self._max_member:
+            raise IngestError(
+                f"member {name!r} declares {info.file_size} bytes, more than the limit "
+                f"{self._max_member}"
+            )
+        try:
+            with self._zf.open(info) as f:
+                # Read one byte past the cap: a lying header cannot make us inflate more.
+                data = f.read(self._max_member + 1)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
+                NotImplementedError) as exc:
+            raise IngestError(f"member {name!r} cannot be read: {exc}") from exc
+        if len(data) > self._max_member:
+            raise IngestError(f"member {name!r} inflates past the limit {self._max_member}")
+        return data

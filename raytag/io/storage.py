@@ -1,0 +1,180 @@
+"""Storage URIs -> ``pyarrow.fs`` filesystems: the one place raytag touches local disk or S3.
+
+Accepted URIs:
+
+- a local path, absolute or relative (``cohort/``, ``/data/x.zip``) or ``file:///data/x.zip``;
+- ``s3://bucket/key``.
+
+S3 credentials and the endpoint come from the standard AWS environment:
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` /
+``AWS_DEFAULT_REGION``, and ``AWS_ENDPOINT_URL_S3`` (preferred) or ``AWS_ENDPOINT_URL``.
+pyarrow does not read the endpoint variables itself, so they are passed explicitly as
+``endpoint_override`` (with the scheme split out: ``http://127.0.0.1:5000`` -> ``scheme="http"``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import pyarrow.fs as pafs
+
+__all__ = [
+    "StorageError",
+    "StoragePath",
+    "resolve",
+    "read_bytes",
+    "write_bytes",
+    "list_files",
+    "join",
+    "basename",
+    "is_remote",
+]
+
+
+class StorageError(OSError):
+    """A URI that cannot be resolved, read or written; the message names the URI."""
+
+
+@dataclass(frozen=True)
+class StoragePath:
+    """A resolved URI: the filesystem and the path inside it (``bucket/key`` on S3)."""
+
+    filesystem: pafs.FileSystem
+    path: str
+    uri: str
+
+
+def is_remote(uri: str) -> bool:
+    """True for object-storage URIs (``s3://``)."""
+    return str(uri).startswith("s3://")
+
+
+def _s3_endpoint_from_env() -> tuple[str | None, str | None]:
+    """``(endpoint_override, scheme)`` from ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL``."""
+    url = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not url:
+        return None, None
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    return parts.netloc, parts.scheme or "https"
+
+
+@lru_cache(maxsize=8)
+def _s3_filesystem(
+    endpoint: str | None,
+    scheme: str | None,
+    region: str | None,
+    access_key: str | None,
+    secret_key: str | None,
+    session_token: str | None,
+) -> pafs.S3FileSystem:
+    # Cached per configuration: building an S3FileSystem costs a credentials lookup.
+    kwargs: dict = {}
+    if endpoint:
+        kwargs["endpoint_override"] = endpoint
+        kwargs["scheme"] = scheme or "https"
+    if region:
+        kwargs["region"] = region
+    if access_key and secret_key:
+        kwargs["access_key"] = access_key
+        kwargs["secret_key"] = secret_key
+        if session_token:
+            kwargs["session_token"] = session_token
+    return pafs.S3FileSystem(**kwargs)
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """An ``S3FileSystem`` configured from the AWS environment variables (see module doc)."""
+    endpoint, scheme = _s3_endpoint_from_env()
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if endpoint and not region:
+        # A custom endpoint (MinIO, moto, Ceph) has no region to discover; without one
+        # pyarrow probes AWS for the bucket's region and fails off-line.
+        region = "us-east-1"
+    return _s3_filesystem(
+        endpoint,
+        scheme,
+        region,
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+        os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        os.environ.get("AWS_SESSION_TOKEN"),
+    )
+
+
+def resolve(uri: str | os.PathLike) -> StoragePath:
+    """Turn a URI or local path into ``(filesystem, path)``.
+
+    Local paths are made absolute; ``s3://bucket/key`` becomes ``bucket/key`` on an
+    :func:`s3_filesystem`. Any other scheme raises :class:`StorageError`.
+    """
+    text = os.fspath(uri)
+    if text.startswith("s3://"):
+        path = text[len("s3://") :].strip("/")
+        if not path:
+            raise StorageError(f"{text!r}: an S3 URI needs a bucket (s3://bucket/key)")
+        return StoragePath(s3_filesystem(), path, text)
+    if text.startswith("file://"):
+        text = urlsplit(text).path
+    elif "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise StorageError(f"{text!r}: unsupported storage scheme {scheme!r} (use a path or s3://)")
+    return StoragePath(pafs.LocalFileSystem(), os.path.abspath(text), os.fspath(uri))
+
+
+def read_bytes(uri: str | os.PathLike, max_bytes: int | None = None) -> bytes:
+    """Read a whole object; refuse objects larger than ``max_bytes`` before reading them."""
+    sp = resolve(uri)
+    try:
+        info = sp.filesystem.get_file_info(sp.path)
+        if info.type == pafs.FileType.NotFound:
+            raise StorageError(f"{sp.uri}: no such file or object")
+        if info.type != pafs.FileType.File:
+            raise StorageError(f"{sp.uri}: not a file")
+        if max_bytes is not None and info.size is not None and info.size > max_bytes:
+            raise StorageError(f"{sp.uri}: {info.size} bytes exceeds the limit of {max_bytes}")
+        with sp.filesystem.open_input_stream(sp.path) as f:
+            return f.read()
+    except StorageError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{sp.uri}: cannot read: {exc}") from exc
+
+
+def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
+    """Write a whole object, creating parent folders (local) as needed."""
+    sp = resolve(uri)
+    parent = sp.path.rsplit("/", 1)[0]
+    if parent and parent != sp.path:
+        sp.filesystem.create_dir(parent, recursive=True)
+    with sp.filesystem.open_output_stream(sp.path) as f:
+        f.write(data)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI components with ``/`` (works for local paths and ``s3://``)."""
+    out = str(base).rstrip("/")
+    for p in parts:
+        out = f"{out}/{str(p).strip('/')}"
+    return out
+
+
+def basename(uri: str) -> str:
+    """The last path component of a URI or path."""
+    return str(uri).rstrip("/").rsplit("/", 1)[-1]
+
+
+def list_files(uri: str | os.PathLike, suffix: str = "") -> list[str]:
+    """URIs of the files under a folder or prefix (recursive), sorted, filtered by suffix."""
+    sp = resolve(uri)
+    try:
+        infos = sp.filesystem.get_file_info(pafs.FileSelector(sp.path, recursive=True))
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{sp.uri}: cannot list: {exc}") from exc
+    prefix = "s3://" if is_remote(sp.uri) else ""
+    return sorted(
+        prefix + i.path
+        for i in infos
+        if i.type == pafs.FileType.File and i.path.endswith(suffix)
+    )
