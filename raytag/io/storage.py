@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 __all__ = [
     "StorageError",
@@ -27,6 +29,8 @@ __all__ = [
     "resolve",
     "read_bytes",
     "write_bytes",
+    "write_table",
+    "read_table",
     "list_files",
     "join",
     "basename",
@@ -142,14 +146,34 @@ def read_bytes(uri: str | os.PathLike, max_bytes: int | None = None) -> bytes:
         raise StorageError(f"{sp.uri}: cannot read: {exc}") from exc
 
 
-def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
-    """Write a whole object, creating parent folders (local) as needed."""
+def _resolve_for_writing(uri: str | os.PathLike) -> StoragePath:
     sp = resolve(uri)
     parent = sp.path.rsplit("/", 1)[0]
     if parent and parent != sp.path:
         sp.filesystem.create_dir(parent, recursive=True)
+    return sp
+
+
+def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
+    """Write a whole object, creating parent folders (local) as needed."""
+    sp = _resolve_for_writing(uri)
     with sp.filesystem.open_output_stream(sp.path) as f:
         f.write(data)
+
+
+def write_table(table: pa.Table, uri: str | os.PathLike) -> None:
+    """Write one Parquet file, creating parent folders (local) as needed."""
+    sp = _resolve_for_writing(uri)
+    pq.write_table(table, sp.path, filesystem=sp.filesystem)
+
+
+def read_table(uri: str | os.PathLike) -> pa.Table:
+    """Read a Parquet file or a (partitioned) folder of them."""
+    sp = resolve(uri)
+    try:
+        return pq.read_table(sp.path, filesystem=sp.filesystem)
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{sp.uri}: cannot read Parquet: {exc}") from exc
 
 
 def join(base: str, *parts: str) -> str:
