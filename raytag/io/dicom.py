@@ -87,8 +87,9 @@ def read_header(member: str, data: bytes) -> FrameHeader | None:
     """
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, TypeError, AttributeError, KeyError,
-            OSError, NotImplementedError):
+    except InvalidDicomError:
+        return None
+    except Exception:  # noqa: BLE001 - a corrupt header raises anything from struct to Unicode
         return None
     sop = str(getattr(ds, "SOPClassUID", "") or "")
     modality = str(getattr(ds, "Modality", "") or "")
