@@ -44,10 +44,16 @@ RESULTS_SCHEMA = pa.schema(
 )
 
 
-def _floats(a) -> list[float] | None:
+def _floats(a) -> list[float | None] | None:
+    """A flat list of floats with NaN/inf as None (null in Parquet)."""
     if a is None:
         return None
-    return [None if not np.isfinite(v) else float(v) for v in np.asarray(a, float).ravel()]
+    arr = np.asarray(a, dtype=np.float64).ravel()
+    finite = np.isfinite(arr)
+    values = arr.tolist()
+    if finite.all():  # the common case, without a per-element Python check
+        return values
+    return [v if ok else None for v, ok in zip(values, finite.tolist(), strict=True)]
 
 
 def result_row(

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import JPEG2000
+from pydicom.uid import JPEG2000, HTJ2KLossless, JPEGExtended12Bit, JPEGLSLossless
 
 from raytag.constants import MAX_ZIP_UNCOMPRESSED_BYTES, N_FRAMES
 from raytag.io import read_participant
@@ -318,16 +318,21 @@ def test_missing_pixel_spacing():
 
 
 def test_compressed_pixel_data_without_decoder():
-    if pydicom.pixels.get_decoder(JPEG2000).is_available:
-        pytest.skip("a JPEG 2000 decoder is installed here; the no-decoder path cannot occur")
+    # Which compressed syntaxes can be decoded depends on the plugins installed (Pillow
+    # decodes JPEG 2000, the jpeg extra JPEG-LS...): use one that has no decoder here.
+    candidates = [JPEGLSLossless, JPEG2000, HTJ2KLossless, JPEGExtended12Bit]
+    missing = [u for u in candidates if not pydicom.pixels.get_decoder(u).is_available]
+    if not missing:
+        pytest.skip("every candidate compressed syntax has a decoder installed here")
+    syntax = missing[0]
 
     def edit(i, ds):
-        ds.file_meta.TransferSyntaxUID = JPEG2000
+        ds.file_meta.TransferSyntaxUID = syntax
         ds.PixelData = pydicom.encaps.encapsulate([b"\x00" * 64])
         ds["PixelData"].VR = "OB"
 
     err = assert_only_slice_failed(zip_with_edited_slice(3, edit), 3, "no decoder is installed")
-    assert "raytag[jpeg]" in err and "JPEG 2000" in err
+    assert "raytag[jpeg]" in err and syntax.name in err
 
 
 def test_compressed_pixel_data_with_decoder_decodes():
@@ -408,3 +413,18 @@ def test_wrong_source_type_is_a_caller_error():
         read_participant(12345)
     with pytest.raises(TypeError, match="2-tuple"):
         read_participant(("a.zip", "not bytes"))
+
+
+def test_fast_series_writer_matches_pydicom_per_frame():
+    """series_files patches one serialised header per frame: bytes must equal dcmwrite's."""
+    from raytag.io.ukb_writer import frame_dataset, series_files
+
+    frames = np.random.default_rng(5).integers(0, 140, (6, 64, 48)).astype(np.uint16)
+    s = SeriesSpec(2, frames, trigger_times_ms=[0.0, 40.87, 81.74, 1234.567, 2000.0, 5.5])
+    fast = series_files(s, "9000001", "1.2.826.0.1.3680043.8.498.1")
+    assert len(fast) == 6 and len({name for name, _, _ in fast}) == 6
+    for f, (name, data, info) in enumerate(fast):
+        ds = frame_dataset(s, f, "9000001", "1.2.826.0.1.3680043.8.498.1")
+        assert data == dataset_bytes(ds)
+        assert name == f"{ds.SOPInstanceUID}.dcm" and len(str(ds.SOPInstanceUID)) == 44
+        assert info.InstanceNumber == ds.InstanceNumber == f + 1

@@ -11,8 +11,11 @@ Everything here builds objects in memory; nothing touches the filesystem except
 
 from __future__ import annotations
 
+import hashlib
 import io
+import struct
 import zipfile
+from types import SimpleNamespace
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +34,8 @@ __all__ = [
     "series_datasets",
     "manifest_text",
     "zip_bytes",
+    "frame_uid",
+    "series_files",
     "participant_datasets",
     "assemble_zip",
     "participant_zip",
@@ -68,6 +73,20 @@ def zip_name(eid: int | str, instance: int = 2, array: int = 0) -> str:
     return f"{eid}_{UKB_FIELD_TAGGING}_{instance}_{array}.zip"
 
 
+def frame_uid(series_uid: str, frame: int) -> str:
+    """A deterministic SOPInstanceUID of fixed length (44 characters, a 2.25 UUID-style UID).
+
+    Fixed length lets :func:`series_files` patch one serialised header per frame.
+    """
+    digest = hashlib.sha256(f"{series_uid}/{frame}".encode()).digest()
+    return f"2.25.{10**38 + int.from_bytes(digest, 'big') % (9 * 10**38)}"
+
+
+def _ds_ms(value: float) -> str:
+    """A time in ms as a DICOM DS string, to the microsecond (one formatting for every path)."""
+    return str(round(float(value), 3))
+
+
 def _normal(orientation: Sequence[float]) -> np.ndarray:
     o = np.asarray(orientation, dtype=float)
     return np.cross(o[:3], o[3:])
@@ -98,7 +117,7 @@ def frame_dataset(
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = frame_uid(spec.series_uid, frame)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
     ds = Dataset()
@@ -117,7 +136,7 @@ def frame_dataset(
     ds.InstanceNumber = instance_number if instance_number is not None else frame + 1
     ds.AcquisitionTime = spec.acquisition_time
     ds.SeriesTime = spec.acquisition_time
-    ds.TriggerTime = round(trig, 3)
+    ds.TriggerTime = _ds_ms(trig)
     ds.CardiacNumberOfImages = (
         spec.cardiac_number_of_images if spec.cardiac_number_of_images is not None else t
     )
@@ -176,24 +195,117 @@ def manifest_text(rows: Sequence[tuple[str, Dataset]], header_style: str = "v1")
     return "\n".join(lines) + "\n"
 
 
-def zip_bytes(members: dict[str, bytes] | Sequence[tuple[str, bytes]]) -> bytes:
-    """A deflated zip of ``name -> bytes`` members, in the given order."""
+#: Member timestamps are fixed so that the same content always gives the same zip bytes.
+_ZIP_DATE_TIME = (2014, 8, 14, 10, 15, 0)
+
+
+def zip_bytes(
+    members: dict[str, bytes] | Sequence[tuple[str, bytes]], compresslevel: int = 1
+) -> bytes:
+    """A deflated zip of ``name -> bytes`` members, in the given order, byte-reproducible.
+
+    Level 1 deflate: DICOM pixel data compresses about as well as at level 6, much faster.
+    """
     items = members.items() if isinstance(members, dict) else members
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED,
+                         compresslevel=compresslevel) as zf:
         for name, data in items:
-            zf.writestr(name, data)
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data, compresslevel=compresslevel)
     return buf.getvalue()
 
 
-def participant_datasets(eid: int | str, series: Sequence[SeriesSpec]) -> list[tuple[str, Dataset]]:
-    """``(member name, dataset)`` of every frame of every series, one study, UID file names."""
-    study_uid = generate_uid()
+def participant_datasets(
+    eid: int | str, series: Sequence[SeriesSpec], study_uid: str | None = None
+) -> list[tuple[str, Dataset]]:
+    """``(member name, dataset)`` of every frame of every series, one study, UID file names.
+
+    UIDs are deterministic given the series UIDs (and ``study_uid``, random when None).
+    """
+    study_uid = study_uid or generate_uid()
     return [
         (f"{ds.SOPInstanceUID}.dcm", ds)
         for spec in series
         for ds in series_datasets(spec, str(eid), study_uid)
     ]
+
+
+def _element(tag: tuple[int, int], vr: bytes, value: bytes) -> bytes:
+    """One explicit-VR little-endian element with a 2-byte length (string VRs)."""
+    if len(value) % 2:
+        value += b"\x00" if vr == b"UI" else b" "
+    return struct.pack("<HH", *tag) + vr + struct.pack("<H", len(value)) + value
+
+
+def series_files(spec: SeriesSpec, eid: str, study_uid: str) -> list[tuple[str, bytes, object]]:
+    """``(member name, file bytes, manifest info)`` of every frame of one series, fast.
+
+    pydicom serialises frame 0 once; every other frame is that header with its
+    per-frame elements (SOP Instance UIDs, InstanceNumber, TriggerTime) and pixel data
+    replaced, which is ~20x faster than one ``dcmwrite`` per frame and gives the same bytes.
+    """
+    template = frame_dataset(spec, 0, eid, study_uid)
+    head = dataset_bytes(template)
+    pixel_at = head.rfind(b"\xe0\x7f\x10\x00OW")  # (7FE0,0010) PixelData: the last element
+    header = head[:pixel_at]
+    pixel_tag = head[pixel_at : pixel_at + 12]  # tag, VR, reserved, 4-byte length
+    varying = {  # tag bytes + VR -> tag, for the elements that differ between frames
+        b"\x02\x00\x03\x00UI": (0x0002, 0x0003),
+        b"\x08\x00\x18\x00UI": (0x0008, 0x0018),
+        b"\x18\x00\x60\x10DS": (0x0018, 0x1060),
+        b"\x20\x00\x13\x00IS": (0x0020, 0x0013),
+    }
+    cuts = []
+    for key, tag in varying.items():
+        at = header.find(key)
+        if at < 0:
+            raise RuntimeError(f"element {tag} not found in the serialised header")
+        length = struct.unpack("<H", header[at + 6 : at + 8])[0]
+        cuts.append((at, at + 8 + length, tag, key[4:6]))
+    cuts.sort()
+    n = len(spec.frames)
+    times = spec.trigger_times_ms if spec.trigger_times_ms is not None else 41.0 * np.arange(n)
+    out = []
+    for f in range(n):
+        uid = frame_uid(spec.series_uid, f)
+        values = {
+            (0x0002, 0x0003): uid.encode(),
+            (0x0008, 0x0018): uid.encode(),
+            (0x0018, 0x1060): _ds_ms(times[f]).encode(),
+            (0x0020, 0x0013): str(f + 1).encode(),
+        }
+        parts, pos = [], 0
+        for start, end, tag, vr in cuts:
+            parts += [header[pos:start], _element(tag, vr, values[tag])]
+            pos = end
+        pixels = np.ascontiguousarray(spec.frames[f], dtype="<u2").tobytes()
+        parts += [header[pos:], pixel_tag, pixels]
+        info = SimpleNamespace(
+            PatientID=str(eid), StudyInstanceUID=study_uid, SeriesInstanceUID=spec.series_uid,
+            SeriesDescription=template.SeriesDescription, InstanceNumber=f + 1,
+        )
+        out.append((f"{uid}.dcm", b"".join(parts), info))
+    return out
+
+
+def _zip_members(
+    files: Sequence[tuple[str, bytes]],
+    manifest_rows: Sequence[tuple[str, object]],
+    manifest: str | None,
+    header_style: str,
+    rng: np.random.Generator | None,
+    extra_members: Sequence[tuple[str, bytes]] = (),
+) -> bytes:
+    # Shuffled member order, as in the real downloads: readers must not rely on it.
+    rng = rng if rng is not None else np.random.default_rng(0)
+    members = [files[i] for i in rng.permutation(len(files))]
+    if manifest:
+        members.append((manifest, manifest_text(manifest_rows, header_style).encode()))
+    members.extend(extra_members)
+    return zip_bytes(members)
 
 
 def assemble_zip(
@@ -203,18 +315,13 @@ def assemble_zip(
     rng: np.random.Generator | None = None,
     extra_members: Sequence[tuple[str, bytes]] = (),
 ) -> bytes:
-    """Zip datasets (shuffled by ``rng``, as in real downloads), a manifest and extra members.
+    """Zip datasets (shuffled by ``rng``), a manifest and extra members.
 
     Callers that need unusual files (fixtures of broken input) edit the datasets from
     :func:`participant_datasets` before assembling.
     """
-    rng = rng if rng is not None else np.random.default_rng(0)
-    order = rng.permutation(len(named))
-    members = [(named[i][0], dataset_bytes(named[i][1])) for i in order]
-    if manifest:
-        members.append((manifest, manifest_text(named, header_style).encode()))
-    members.extend(extra_members)
-    return zip_bytes(members)
+    files = [(name, dataset_bytes(ds)) for name, ds in named]
+    return _zip_members(files, named, manifest, header_style, rng, extra_members)
 
 
 def participant_zip(
@@ -224,11 +331,16 @@ def participant_zip(
     manifest: str | None = "manifest.cvs",
     header_style: str = "v1",
     rng: np.random.Generator | None = None,
+    study_uid: str | None = None,
 ) -> tuple[str, bytes]:
     """``(zip name, zip bytes)`` of one participant visit with the given series.
 
     Members get UID-like file names and are stored in shuffled order (``rng``), as in
-    the real downloads, so readers cannot rely on member order.
+    the real downloads, so readers cannot rely on member order. With fixed series UIDs,
+    ``study_uid`` and ``rng``, the bytes are reproducible.
     """
-    named = participant_datasets(eid, series)
-    return zip_name(eid, instance), assemble_zip(named, manifest, header_style, rng)
+    study_uid = study_uid or generate_uid()
+    written = [f for spec in series for f in series_files(spec, str(eid), study_uid)]
+    files = [(name, data) for name, data, _ in written]
+    rows = [(name, info) for name, _, info in written]
+    return zip_name(eid, instance), _zip_members(files, rows, manifest, header_style, rng)
