@@ -54,3 +54,24 @@ def s3_bucket(s3_endpoint, request):
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=name)
     yield name
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the session: 2 CPUs, a private temp dir, no dashboard.
+
+    Shut down by its handle at the end (never ``ray stop``: that kills every Ray here).
+    """
+    import shutil
+    import tempfile
+
+    ray = pytest.importorskip("ray")
+    # Short path: Ray's Unix socket paths must stay under ~107 characters.
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    ray.init(num_cpus=2, _temp_dir=temp_dir, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -15,9 +15,9 @@ import hashlib
 import io
 import struct
 import zipfile
-from types import SimpleNamespace
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import pydicom

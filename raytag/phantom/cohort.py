@@ -211,3 +211,21 @@ def truth_table(rows: list[dict]) -> pa.Table:
     """Truth rows -> a table with :data:`TRUTH_SCHEMA`, sorted by (eid, slice_index)."""
     rows = sorted(rows, key=lambda r: (r["eid"], r["instance"], r["slice_index"]))
     return pa.Table.from_pylist(rows, schema=TRUTH_SCHEMA)
+
+
+def write_participants(indices, config: SynthConfig, out_uri: str) -> list[dict]:
+    """Generate participants ``indices`` and write their zips under ``out_uri``; truth rows.
+
+    The unit of work of both the serial and the Ray driver: bytes never leave the worker.
+    """
+    from raytag.io import storage
+
+    rows: list[dict] = []
+    for i in indices:
+        gp = generate_participant(int(i), config)
+        storage.write_bytes(storage.join(out_uri, gp.name), gp.data)
+        rows.extend(gp.truth_rows)
+    return rows
+
+
+TRUTH_FILE = "truth.parquet"

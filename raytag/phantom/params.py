@@ -98,16 +98,17 @@ class SliceParams:
     tag_angle_deg: float = 45.0
     tag_spacing_mm: float = 6.0
     tag_phase: tuple[float, float] = (0.0, 0.0)
-    tag_modulation: float = 0.4
-    tag_second_harmonic: float = 0.012
+    tag_modulation: float = 0.45
+    tag_cross: float = 0.11
+    tag_second_harmonic: float = 0.014
     t1_ms: float = 1000.0
     flip_deg: float = 12.0
     pulses_per_frame: int = 5
-    steady_state_ratio: float = 1.55
+    steady_state_ratio: float = 1.6
     blood_inflow_frames: float = 1.5
     noise_fraction: float = 0.1
     myo_signal: float = 50.0
-    blur_px: float = 0.6
+    blur_px: float = 0.3
     background_seed: int = 0
 
     @property
@@ -170,8 +171,8 @@ def sample_participant(
     septum = 143.0 + rng.normal(0, 8)
     tag_angle = 45.0 + rng.uniform(-3, 3)
     tag_spacing = rng.uniform(5.8, 6.2)
-    myo_signal = rng.uniform(35.0, 65.0)
-    noise = rng.uniform(0.06, 0.13)
+    myo_signal = rng.uniform(30.0, 55.0)
+    noise = rng.uniform(0.12, 0.22)
     t1 = rng.normal(1000.0, 40.0)
     hypo = group == "impaired" and rng.random() < 0.5
     slices, targets = [], {}
@@ -213,9 +214,11 @@ def sample_participant(
                 tag_angle_deg=tag_angle,
                 tag_spacing_mm=tag_spacing,
                 tag_phase=tuple(rng.uniform(0, 2 * np.pi, 2)),
-                tag_modulation=rng.uniform(0.36, 0.44),
+                tag_modulation=(m := rng.uniform(0.42, 0.50)),
+                tag_cross=m * rng.uniform(0.12, 0.36),
+                tag_second_harmonic=m * rng.uniform(0.01, 0.02),
                 t1_ms=t1,
-                steady_state_ratio=rng.normal(1.55, 0.04),
+                steady_state_ratio=rng.normal(1.6, 0.04),
                 blood_inflow_frames=rng.uniform(1.0, 2.0),
                 noise_fraction=noise,
                 myo_signal=myo_signal,
