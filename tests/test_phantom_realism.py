@@ -125,7 +125,7 @@ def test_tags_are_carried_by_the_tissue(cines):
             phase = [M.harmonic_phase_image(frames[t], peak) for t in range(es + 1)]
             quarter = peak / np.sum(peak**2) * 256 / 4  # a quarter period along the wave
 
-            def drift(trajectory, phase=phase, peak=peak):
+            def drift(trajectory, phase=phase, peak=peak, es=es):
                 ph = np.stack([M.sample_phase(phase[t], trajectory[t], carrier=peak)
                                for t in range(es + 1)])
                 return np.abs(M.circular_difference(ph[1:], ph[0]))

@@ -215,7 +215,7 @@ def sample_participant(
                 tag_spacing_mm=tag_spacing,
                 tag_phase=tuple(rng.uniform(0, 2 * np.pi, 2)),
                 tag_modulation=(m := rng.uniform(0.42, 0.50)),
-                tag_cross=m * rng.uniform(0.12, 0.36),
+                tag_cross=m * rng.uniform(0.10, 0.30),
                 tag_second_harmonic=m * rng.uniform(0.01, 0.02),
                 t1_ms=t1,
                 steady_state_ratio=rng.normal(1.6, 0.04),
