@@ -161,3 +161,11 @@ def test_synthesis_to_s3(s3_endpoint, s3_bucket):
     assert len(zips) == 2 and summary["truth"] == f"s3://{s3_bucket}/cohort/truth.parquet"
     assert all(r.ok for r in read_participant(zips[1]))
     assert storage.read_table(summary["truth"]).num_rows == 6
+
+
+def test_longer_cines_are_truncated_like_the_ingest():
+    gp = generate_participant(0, SynthConfig(1, seed=2, n_frames=24))
+    recs = read_participant((gp.name, gp.data))
+    for rec, row in zip(recs, gp.truth_rows, strict=True):
+        assert rec.n_frames == row["n_frames"] == 24 and "truncated_frames" in rec.qc_flags
+        assert len(row["landmarks_px"]) == 20 * 168 * 2 and len(row["circ_global"]) == 20

@@ -138,8 +138,9 @@ def generate_participant(
     specs, rows, images = [], [], []
     for sp in params.slices:
         sp = kin.fit_motion(sp, *targets[sp.slice_index])
-        if fault == "fewer_frames" and sp.slice_index == fault_slice:
-            sp = dataclasses.replace(sp, n_frames=int(fault_rng.integers(12, config.n_frames)))
+        if fault == "fewer_frames" and sp.slice_index == fault_slice and sp.n_frames > 2:
+            fewer = int(fault_rng.integers(max(2, sp.n_frames * 3 // 5), sp.n_frames))
+            sp = dataclasses.replace(sp, n_frames=fewer)
         frames = render_slice(sp, rng)
         spec = SeriesSpec(
             slice_index=sp.slice_index,
@@ -162,7 +163,8 @@ def generate_participant(
                 cardiac_number_of_images=len(frames), acquisition_time="090000.000000",
                 series_uid=generate_uid(entropy_srcs=[uid_root, str(sp.slice_index), "dup"]),
             ))
-        row, image = _truth(params, sp, frames, config.n_frames)
+        # Truth has the pipeline's fixed length (first 20 frames, or padded), like the ingest.
+        row, image = _truth(params, sp, frames, N_FRAMES)
         broken_zip = fault in ("truncated_file", "corrupt_zip")
         row["expected_status"] = STATUS_FAILED if (missing or broken_zip) else STATUS_OK
         row["fault"] = fault
