@@ -36,6 +36,9 @@ SLICE_LABELS = {1: "basal", 2: "mid", 3: "apical"}
 #: Synthetic cohorts use EIDs from here upwards; real UK Biobank EIDs never appear.
 SYNTHETIC_EID_START = 9_000_000
 
+#: File name of a synthetic cohort's truth table, beside its zips.
+TRUTH_FILE = "truth.parquet"
+
 # --- Results table ---------------------------------------------------------------------
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"

@@ -57,7 +57,8 @@ def run_demo(
                 continue
             flat = truth[(rec.eid, rec.slice_index)]["landmarks_px"]
             points = np.array(flat, dtype=float).reshape(N_FRAMES, N_LANDMARKS, 2)
-            strains = compute_strains(points, frame_valid=rec.frame_valid)
+            strains = compute_strains(geometry.px_to_mm(points, rec.pixel_spacing_mm),
+                                      frame_valid=rec.frame_valid)
             rows.append(result_row(rec, strains, points, geometry.roi_box(points[0]),
                                    MODEL_VERSION))
         echo(f"      {n}/{len(zips)} {storage.basename(uri)}")

@@ -48,6 +48,7 @@ __all__ = [
     "points_from_crop",
     "cubic_weights",
     "crop_resample",
+    "crop_weights",
     "px_to_mm",
     "mm_to_px",
 ]
@@ -253,16 +254,30 @@ def crop_resample(
     frames = np.asarray(frames)
     rows, cols = frames.shape[-2:]
     bx = _align(np.asarray(boxes, dtype=np.float64), frames.ndim - 1)  # (..., 1.., 4)
+    wy, wx = crop_weights(bx, rows, cols, size, a)
+    img = frames.astype(np.float32, copy=False)
+    return np.matmul(np.matmul(wy, img), np.swapaxes(wx, -1, -2))
+
+
+def crop_weights(
+    boxes: np.ndarray, rows: int, cols: int, size: int = CROP_SIZE, a: float = -0.75
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two resampling matrices of :func:`crop_resample`: ``crop = Wy @ img @ Wx^T``.
+
+    boxes: ``(..., 4)``. Returns ``Wy`` ``(..., size, rows)`` and ``Wx`` ``(..., size, cols)``
+    float32. Shared by the numpy path and the batched torch predictor, so both sample
+    exactly the same points (``points_from_crop`` of each crop pixel centre).
+    """
+    bx = np.asarray(boxes, dtype=np.float64)
     centres = np.arange(size, dtype=np.float64) + 0.5  # crop pixel u covers [u-.5, u+.5]
     xs = bx[..., 0:1] + centres * ((bx[..., 2:3] - bx[..., 0:1]) / size)  # (..., size)
     ys = bx[..., 1:2] + centres * ((bx[..., 3:4] - bx[..., 1:2]) / size)
     # The sampling grid is axis-aligned, so 2-D bicubic separates into two matrix
-    # products: out = Wy @ img @ Wx^T. float32 halves memory and time; the weights'
-    # rounding (~1e-7 relative) is far below image noise.
-    wy = cubic_weights(ys, rows, a).astype(np.float32)  # (..., size, rows)
-    wx = cubic_weights(xs, cols, a).astype(np.float32)  # (..., size, cols)
-    img = frames.astype(np.float32, copy=False)
-    return np.matmul(np.matmul(wy, img), np.swapaxes(wx, -1, -2))
+    # products. float32 halves memory and time; the weights' rounding (~1e-7 relative)
+    # is far below image noise.
+    wy = cubic_weights(ys, rows, a).astype(np.float32)
+    wx = cubic_weights(xs, cols, a).astype(np.float32)
+    return wy, wx
 
 
 # --- Units ------------------------------------------------------------------------------

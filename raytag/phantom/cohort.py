@@ -20,7 +20,12 @@ import pyarrow as pa
 from pydicom.uid import generate_uid
 
 from raytag import geometry
-from raytag.constants import N_FRAMES, STATUS_FAILED, STATUS_OK, SYNTHETIC_EID_START
+from raytag.constants import (
+    N_FRAMES,
+    STATUS_FAILED,
+    STATUS_OK,
+    SYNTHETIC_EID_START,
+)
 from raytag.io.records import SliceRecord
 from raytag.io.ukb_writer import SeriesSpec, participant_zip
 from raytag.phantom import kinematics as kin
@@ -190,11 +195,13 @@ def _truth(params: ParticipantParams, sp: SliceParams, frames: np.ndarray,
     valid[: len(pts)] = True
     if len(pts) < n_out:
         pts = np.concatenate([pts, np.full((n_out - len(pts), *pts.shape[1:]), np.nan)])
-    strains = compute_strains(pts, frame_valid=valid)
+    spacing = np.array([sp.spacing_mm, sp.spacing_mm])
+    # Strain from millimetres, like the predictor (equal to pixels when spacing is isotropic).
+    strains = compute_strains(geometry.px_to_mm(pts, spacing), frame_valid=valid)
     box = geometry.roi_box(pts[0])
     record = SliceRecord(
         eid=params.eid, instance=params.instance, slice_index=sp.slice_index,
-        n_frames=sp.n_frames, pixel_spacing_mm=np.array([sp.spacing_mm, sp.spacing_mm]),
+        n_frames=sp.n_frames, pixel_spacing_mm=spacing,
     )
     row = result_row(record, strains, pts, box, TRUTH_MODEL_VERSION)
     row["group"] = params.group
@@ -229,5 +236,3 @@ def write_participants(indices, config: SynthConfig, out_uri: str) -> list[dict]
         rows.extend(gp.truth_rows)
     return rows
 
-
-TRUTH_FILE = "truth.parquet"

@@ -14,8 +14,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from raytag.constants import TRUTH_FILE
 from raytag.io import storage
-from raytag.phantom.cohort import TRUTH_FILE, SynthConfig, truth_table, write_participants
+from raytag.phantom.cohort import SynthConfig, truth_table, write_participants
 
 __all__ = ["synthesise", "default_workers", "SERIAL_BELOW"]
 

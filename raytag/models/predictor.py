@@ -1,0 +1,167 @@
+"""Batched inference: slice records -> ROI box, landmarks, strain (the networks, once loaded).
+
+Pipeline per batch (no per-frame Python loops):
+
+1. zero-pad every cine to 256x256 (:func:`raytag.geometry.pad_to_square`, offsets kept);
+2. per-cine normalisation (:mod:`raytag.models.normalise`, as recorded in the checkpoint);
+3. localiser on the ED frame -> box in padded pixels (corners sorted, minimum size);
+4. crop every frame with its ED box and resample to 128x128 bicubically with separate x/y
+   scales, as two batched matrix products in torch (matrices from
+   :func:`raytag.geometry.crop_weights`, the same sampling as the numpy path);
+5. tracker -> landmarks in crop pixels -> original pixels (exact inverse maps of
+   :mod:`raytag.geometry`); padded (invalid) frames get NaN landmarks, never a guess;
+6. strain curves, ES frame and ES values with :func:`raytag.strain.compute_strains`.
+
+Runs under ``torch.inference_mode``; on CUDA with bf16 autocast by default, on CPU in fp32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from raytag import __version__, geometry
+from raytag.constants import CROP_SIZE, N_FRAMES, PAD_SIZE
+from raytag.io.records import SliceRecord
+from raytag.models.checkpoint import Checkpoint, load_checkpoint
+from raytag.models.networks import Localiser, Tracker, split_xy
+from raytag.models.normalise import NORMALISATION, normalise_cines
+from raytag.strain import compute_strains
+
+__all__ = ["Predictor", "Prediction", "MIN_BOX_PX"]
+
+#: A predicted box narrower than this (padded px) is widened about its centre.
+MIN_BOX_PX = 16.0
+
+
+@dataclass
+class Prediction:
+    """Outputs for a batch of B slices (numpy, original pixel space).
+
+    ``bbox_px`` ``(B, 4)``; ``landmarks_px`` ``(B, T, 168, 2)`` (NaN on invalid frames);
+    ``strains``: :func:`raytag.strain.compute_strains` output (curves ``(B, T)``,
+    ``es_frame`` ``(B,)``, ES values ``(B,)``); ``model_version``.
+    """
+
+    bbox_px: np.ndarray
+    landmarks_px: np.ndarray
+    strains: dict
+    model_version: str
+
+    def item(self, i: int) -> dict:
+        """The ``i``-th slice's outputs (strains as per-slice arrays/scalars)."""
+        return {
+            "bbox_px": self.bbox_px[i],
+            "landmarks_px": self.landmarks_px[i],
+            "strains": {k: v[i] for k, v in self.strains.items()},
+            "model_version": self.model_version,
+        }
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Predictor:
+    """Both networks loaded once; :meth:`predict` maps slice records to measurements.
+
+    ``amp``: autocast dtype on CUDA (``torch.bfloat16`` default, ``torch.float16`` or None
+    for fp32); ignored on CPU, where fp32 is both faster and exact.
+    """
+
+    def __init__(
+        self,
+        localiser: Localiser,
+        tracker: Tracker,
+        normalisation: dict = NORMALISATION,
+        model_version: str = "untrained",
+        device: str | torch.device | None = None,
+        amp: torch.dtype | None = torch.bfloat16,
+    ):
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.localiser = localiser.eval().to(self.device)
+        self.tracker = tracker.eval().to(self.device)
+        self.normalisation = dict(normalisation)
+        self.model_version = model_version
+        self.amp = amp if self.device.type == "cuda" else None
+        if tracker.config.n_frames != N_FRAMES or tracker.config.input_size != CROP_SIZE:
+            raise ValueError("tracker must take 20 frames of 128x128")
+
+    @classmethod
+    def from_checkpoints(cls, localiser_uri: str, tracker_uri: str, device=None,
+                         amp: torch.dtype | None = torch.bfloat16) -> Predictor:
+        loc: Checkpoint = load_checkpoint(localiser_uri, kind="localiser")
+        trk: Checkpoint = load_checkpoint(tracker_uri, kind="tracker")
+        if loc.normalisation != trk.normalisation:
+            raise ValueError(
+                f"checkpoints disagree on normalisation: {loc.normalisation} vs "
+                f"{trk.normalisation}")
+        version = f"raytag-{__version__} {loc.version} {trk.version}"
+        return cls(loc.model, trk.model, trk.normalisation, version, device, amp)
+
+    # -- the batched core ---------------------------------------------------------------
+
+    def predict_padded(
+        self, padded: np.ndarray, frame_valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(B, T, 256, 256)`` frames + ``(B, T)`` validity -> padded-space boxes and landmarks.
+
+        Returns ``boxes`` ``(B, 4)`` and ``landmarks`` ``(B, T, 168, 2)`` float64, both in
+        padded pixels; landmarks of invalid frames are NaN.
+        """
+        b, t = padded.shape[:2]
+        valid = torch.as_tensor(np.asarray(frame_valid, dtype=bool), device=self.device)
+        frames = torch.as_tensor(np.ascontiguousarray(padded), device=self.device)
+        x = normalise_cines(frames, valid, self.normalisation)
+        with torch.inference_mode(), self._autocast():
+            boxes = self.localiser(x[:, :1]).float().cpu().numpy().astype(np.float64)
+        boxes = _sanitise_boxes(boxes)
+        wy, wx = geometry.crop_weights(boxes, PAD_SIZE, PAD_SIZE, CROP_SIZE)
+        wy_t = torch.as_tensor(wy, device=self.device)
+        wx_t = torch.as_tensor(wx, device=self.device)
+        with torch.inference_mode(), self._autocast():
+            crops = torch.einsum("bih,bthw,bjw->btij", wy_t, x, wx_t)
+            flat = self.tracker(crops)
+        crop_pts = split_xy(flat.float(), self.tracker.config.n_landmarks).cpu().numpy()
+        points = geometry.points_from_crop(crop_pts.astype(np.float64), boxes, CROP_SIZE)
+        points[~np.asarray(frame_valid, dtype=bool)] = np.nan
+        return boxes, points
+
+    def _autocast(self):
+        if self.amp is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    # -- records in, measurements out ---------------------------------------------------
+
+    def predict(self, records: Sequence[SliceRecord]) -> Prediction:
+        """Measure a batch of ``ok`` slice records (any matrix sizes; each padded to 256)."""
+        if not records:
+            raise ValueError("no records to predict")
+        bad = [r for r in records if not r.ok or r.frames is None]
+        if bad:
+            raise ValueError(f"{len(bad)} record(s) are not ok or have no frames")
+        padded, offsets = zip(*(geometry.pad_to_square(r.frames, PAD_SIZE) for r in records),
+                              strict=True)
+        valid = np.stack([r.frame_valid for r in records])
+        boxes, points = self.predict_padded(np.stack(padded), valid)
+        offs = np.asarray(offsets, dtype=np.float64)  # (B, 2) = (row_off, col_off)
+        shift = np.stack([offs[:, 1], offs[:, 0]], axis=-1)  # (x, y)
+        bbox = boxes - np.concatenate([shift, shift], axis=-1)
+        points = points - shift[:, None, None, :]
+        spacing = np.stack([r.pixel_spacing_mm for r in records])  # (row, col)
+        strains = compute_strains(geometry.px_to_mm(points, spacing), frame_valid=valid)
+        return Prediction(bbox, points, strains, self.model_version)
+
+
+def _sanitise_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Sort corners and enforce a minimum size, so every crop is well defined."""
+    x1, x2 = np.minimum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 0], boxes[:, 2])
+    y1, y2 = np.minimum(boxes[:, 1], boxes[:, 3]), np.maximum(boxes[:, 1], boxes[:, 3])
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half_w = np.maximum(x2 - x1, MIN_BOX_PX) / 2
+    half_h = np.maximum(y2 - y1, MIN_BOX_PX) / 2
+    return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=-1)
