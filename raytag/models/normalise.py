@@ -12,7 +12,7 @@ import torch
 
 __all__ = ["NORMALISATION", "normalise_cines"]
 
-NORMALISATION = {"method": "cine_percentile", "low": 1.0, "high": 99.5, "stride": 2}
+NORMALISATION = {"method": "cine_percentile", "low": 1.0, "high": 99.5, "stride": 4}
 
 
 def normalise_cines(

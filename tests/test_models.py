@@ -1,0 +1,273 @@
+"""Networks, torch strain twin, loss, normalisation, checkpoints and the batched predictor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from raytag import geometry
+from raytag.io import read_participant, storage
+from raytag.models import PRESETS, build_localiser, build_tracker, count_parameters, split_xy
+from raytag.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from raytag.models.loss import localiser_loss, tracker_loss
+from raytag.models.normalise import normalise_cines
+from raytag.models.predictor import Predictor
+from raytag.models.presets import TrackerConfig
+from raytag.models.strain_torch import strain_curves
+from raytag.phantom.cohort import SynthConfig, generate_participant
+from raytag.strain import CURVE_NAMES, compute_strains
+
+torch.manual_seed(0)
+
+
+def test_paper_tracker_has_the_papers_parameter_count():
+    n = count_parameters(build_tracker("paper"))
+    assert abs(n - 35.6e6) / 35.6e6 < 0.01
+    # Hand count: convs (1*32+32*64+64*64+64*128)*9 + biases, FC 14*14*128 -> 1024,
+    # LSTM 4*(1024*1024*2 + 2*1024), FC 1024 -> 1024, FC 1024 -> 336.
+    convs = (1 * 32 + 32 * 64 + 64 * 64 + 64 * 128) * 9 + (32 + 64 + 64 + 128)
+    fc = 14 * 14 * 128 * 1024 + 1024
+    lstm = 4 * (1024 * 1024 * 2 + 2 * 1024)
+    head = 1024 * 1024 + 1024 + 1024 * 336 + 336
+    assert n == convs + fc + lstm + head
+
+
+def test_localiser_shapes_match_the_paper():
+    loc = build_localiser("paper")
+    assert loc.feature_shape == (128, 5, 5)  # 5x5x128 = 3200 features
+    assert loc.head[1].in_features == 3200 and loc.head[1].out_features == 1024
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_forward_backward_each_preset(preset):
+    loc, trk = build_localiser(preset), build_tracker(preset)
+    boxes = loc(torch.randn(2, 1, 256, 256))
+    assert boxes.shape == (2, 4)
+    flat = trk(torch.randn(1, 20, 128, 128))
+    assert flat.shape == (1, 20, 336)
+    pts = split_xy(flat, 168)
+    assert pts.shape == (1, 20, 168, 2)
+    torch.testing.assert_close(pts[..., 0], flat[..., :168])
+    (boxes.sum() + pts.sum()).backward()
+    assert all(p.grad is not None for p in trk.parameters())
+    assert all(p.grad is not None for p in loc.parameters())
+
+
+def test_batch_norm_and_dropout_switch_with_train_and_eval():
+    loc = build_localiser("lite")
+    x = torch.randn(4, 1, 256, 256)
+    bn = loc.features[1]
+    before = bn.running_mean.clone()
+    loc.train()
+    a, b = loc(x), loc(x)
+    assert not torch.allclose(a, b)  # dropout active
+    assert not torch.allclose(bn.running_mean, before)  # batch statistics update
+    loc.eval()
+    frozen = bn.running_mean.clone()
+    c, d = loc(x), loc(x)
+    torch.testing.assert_close(c, d)  # no dropout, running statistics
+    torch.testing.assert_close(bn.running_mean, frozen)
+    # In eval, a sample's output does not depend on the rest of the batch.
+    torch.testing.assert_close(loc(x[:1]), c[:1], rtol=1e-4, atol=1e-5)
+
+
+def test_torch_strain_equals_numpy_strain_on_random_inputs():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(20, 100, (5, 1, 168, 2))
+    pts = base + rng.normal(0, 3, (5, 20, 168, 2))
+    ours = strain_curves(torch.tensor(pts))
+    ref = compute_strains(pts)
+    for name in CURVE_NAMES:
+        np.testing.assert_allclose(ours[name].numpy(), ref[name], rtol=1e-12, atol=1e-12)
+
+
+def test_tracker_loss_is_the_papers_composite():
+    rng = np.random.default_rng(1)
+    target = torch.tensor(rng.uniform(30, 90, (2, 20, 168, 2)))
+    assert tracker_loss(target, target).item() == 0.0
+    pred = target + 0.5  # a translation: MSE = 0.5, strain errors 0
+    assert tracker_loss(pred, target).item() == pytest.approx(0.5)
+    scaled = target * 1.1  # uniform scaling: Green strain unchanged, positions move
+    expected_mse = ((scaled - target) ** 2).sum(-1).mean(-1).mean()
+    assert tracker_loss(scaled, target).item() == pytest.approx(expected_mse.item())
+    # A change of the later frames only: strain terms by hand.
+    moved = target.clone()
+    moved[:, 1:] *= 1.05
+    s_p, s_t = strain_curves(moved), strain_curves(target)
+    by_hand = (((moved - target) ** 2).sum(-1).mean(-1)
+               + 5 * (s_p["radial"] - s_t["radial"]).abs()
+               + 5 * (s_p["circ_midwall"] - s_t["circ_midwall"]).abs()).mean()
+    assert tracker_loss(moved, target).item() == pytest.approx(by_hand.item())
+    # Padded frames (NaN targets) are excluded, not propagated.
+    valid = torch.ones(2, 20, dtype=torch.bool)
+    valid[:, 15:] = False
+    nan_target = target.clone()
+    nan_target[:, 15:] = float("nan")
+    masked = tracker_loss(pred, nan_target, frame_valid=valid)
+    assert masked.item() == pytest.approx(0.5)
+
+
+def test_loss_strain_uses_millimetres_not_anisotropic_crop_pixels():
+    rng = np.random.default_rng(2)
+    target = torch.tensor(rng.uniform(30, 90, (1, 20, 168, 2)))
+    pred = target.clone()
+    pred[:, 1:, :, 0] *= 1.1  # stretch x in later frames
+    iso = tracker_loss(pred, target)
+    aniso = tracker_loss(pred, target, mm_per_crop_px=torch.tensor([[0.5, 2.0]]))
+    # Same positions, different physical strain: the strain terms change.
+    assert iso.item() != pytest.approx(aniso.item())
+    scaled = strain_curves(pred * torch.tensor([0.5, 2.0]))
+    ref = compute_strains((pred * torch.tensor([0.5, 2.0])).numpy())
+    np.testing.assert_allclose(scaled["radial"].numpy(), ref["radial"], atol=1e-12)
+
+
+def test_localiser_loss():
+    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    assert localiser_loss(a, a + 2).item() == 4.0
+
+
+def test_normalisation_percentiles_by_hand():
+    frames = torch.zeros(2, 3, 4, 4)
+    frames[0] = torch.arange(48, dtype=torch.float32).reshape(3, 4, 4)
+    frames[1, :2] = 7.0
+    frames[1, 2] = 1000.0  # an invalid frame must not affect the scaling
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    out = normalise_cines(frames, valid, {"method": "cine_percentile", "low": 0.0,
+                                          "high": 100.0, "stride": 1})
+    torch.testing.assert_close(out[0], frames[0] / 47.0)
+    assert torch.all(out[1] == 0)  # constant cine -> zeros; invalid frame -> zeros
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        normalise_cines(frames, valid, {"method": "zscore"})
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    trk = build_tracker("lite").eval()
+    uri = str(tmp_path / "trk.pt")
+    digest = save_checkpoint(trk, uri, "lite", training={"data": "unit test"},
+                             metrics={"rmse_mm": 1.0})
+    ck = load_checkpoint(uri, kind="tracker", preset="lite")
+    x = torch.randn(1, 20, 128, 128)
+    torch.testing.assert_close(ck.model(x), trk(x))
+    assert ck.version == f"tracker:lite:{digest[:12]}" and not ck.model.training
+    assert ck.meta["training"] == {"data": "unit test"} and ck.meta["metrics"]["rmse_mm"] == 1.0
+    assert ck.normalisation["method"] == "cine_percentile"
+    with pytest.raises(CheckpointError, match="holds a tracker, expected a localiser"):
+        load_checkpoint(uri, kind="localiser")
+    with pytest.raises(CheckpointError, match="preset 'lite', expected 'paper'"):
+        load_checkpoint(uri, preset="paper")
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
+    data = (tmp_path / "trk.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or not a raytag checkpoint"):
+        load_checkpoint(str(tmp_path / "cut.pt"))
+    torch.save({"state_dict": trk.state_dict()}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a raytag checkpoint"):
+        load_checkpoint(str(tmp_path / "foreign.pt"))
+
+
+def test_checkpoint_through_s3(s3_endpoint, s3_bucket):
+    loc = build_localiser("lite").eval()
+    uri = f"s3://{s3_bucket}/models/loc.pt"
+    save_checkpoint(loc, uri, "lite")
+    ck = load_checkpoint(uri, kind="localiser")
+    x = torch.randn(1, 1, 256, 256)
+    torch.testing.assert_close(ck.model(x), loc(x))
+
+
+class _OracleLocaliser(nn.Module):
+    """Returns fixed boxes (padded px): stands in for a perfect network."""
+
+    def __init__(self, boxes):
+        super().__init__()
+        self.register_buffer("boxes", torch.as_tensor(boxes, dtype=torch.float32))
+
+    def forward(self, ed):
+        return self.boxes[: ed.shape[0]]
+
+
+class _OracleTracker(nn.Module):
+    """Returns fixed crop-pixel landmarks in the network's (all x, all y) layout."""
+
+    def __init__(self, crop_points):
+        super().__init__()
+        self.config = TrackerConfig()
+        flat = np.concatenate([crop_points[..., 0], crop_points[..., 1]], axis=-1)
+        self.register_buffer("flat", torch.as_tensor(flat, dtype=torch.float32))
+
+    def forward(self, crops):
+        assert crops.shape[1:] == (20, 128, 128)
+        return self.flat[: crops.shape[0]]
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    gp = generate_participant(0, SynthConfig(1, seed=9, faults={"fewer_frames": 1.0}),
+                              keep_images=True)
+    return read_participant((gp.name, gp.data)), gp
+
+
+def test_predictor_round_trip_is_exact_for_known_points(synthetic):
+    records, gp = synthetic
+    truth = np.stack([im["landmarks"] for im in gp.images])  # (3, 20, 168, 2) original px
+    offsets = [geometry.pad_offsets(r.shape) for r in records]
+    shift = np.array([[c, r] for r, c in offsets], dtype=float)  # (x, y) padding shift
+    boxes_padded = np.stack([geometry.roi_box(truth[i, 0]) for i in range(3)]) \
+        + np.concatenate([shift, shift], axis=1)
+    crop = geometry.points_to_crop(truth + shift[:, None, None], boxes_padded)
+    crop = np.nan_to_num(crop)  # padded frames: the oracle outputs something; must be NaN'd
+    pred = Predictor(_OracleLocaliser(boxes_padded), _OracleTracker(crop), device="cpu")
+    out = pred.predict(records)
+    valid = np.stack([r.frame_valid for r in records])
+    assert not valid.all()  # the fewer_frames fault gave one slice padded frames
+    # float32 network outputs -> exact maps back: error ~1e-5 px.
+    np.testing.assert_allclose(out.landmarks_px[valid], truth[valid], atol=1e-3)
+    assert np.isnan(out.landmarks_px[~valid]).all()
+    np.testing.assert_allclose(out.bbox_px, boxes_padded - np.concatenate([shift, shift], 1),
+                               atol=1e-3)
+    ref = compute_strains(truth, frame_valid=valid)
+    np.testing.assert_array_equal(out.strains["es_frame"], ref["es_frame"])
+    np.testing.assert_allclose(out.strains["es_circ_global"], ref["es_circ_global"], atol=1e-4)
+
+
+def test_predictor_crops_like_the_numpy_geometry(synthetic):
+    """The torch crop sees exactly what geometry.crop_resample gives."""
+    records, _ = synthetic
+    seen = {}
+
+    class Spy(_OracleTracker):
+        def forward(self, crops):
+            seen["crops"] = crops.clone()
+            return super().forward(crops)
+
+    rec = records[0]
+    padded, _ = geometry.pad_to_square(rec.frames)
+    box = np.array([[60.0, 70.0, 150.0, 190.0]])  # deliberately non-square
+    pred = Predictor(_OracleLocaliser(box), Spy(np.zeros((1, 20, 168, 2))), device="cpu")
+    pred.predict([rec])
+    from raytag.models.normalise import NORMALISATION
+
+    norm = normalise_cines(torch.as_tensor(padded[None]), torch.as_tensor(
+        rec.frame_valid[None]), NORMALISATION).numpy()
+    expected = geometry.crop_resample(norm, box)
+    np.testing.assert_allclose(seen["crops"].numpy(), expected, atol=1e-4)
+
+
+def test_predictor_from_checkpoints_on_mixed_matrix_sizes(tmp_path, synthetic):
+    records, _ = synthetic
+    save_checkpoint(build_localiser("lite"), str(tmp_path / "l.pt"), "lite")
+    save_checkpoint(build_tracker("lite"), str(tmp_path / "t.pt"), "lite")
+    pred = Predictor.from_checkpoints(str(tmp_path / "l.pt"), str(tmp_path / "t.pt"),
+                                      device="cpu")
+    assert pred.model_version.startswith("raytag-") and "tracker:lite:" in pred.model_version
+    small = records[1]
+    cropped = type(small)(**{**small.__dict__, "frames": small.frames[:, :192, :160]})
+    out = pred.predict([records[0], cropped])
+    assert out.landmarks_px.shape == (2, 20, 168, 2) and out.bbox_px.shape == (2, 4)
+    with pytest.raises(CheckpointError, match="holds a localiser"):
+        Predictor.from_checkpoints(str(tmp_path / "l.pt"), str(tmp_path / "l.pt"))
+    with pytest.raises(ValueError, match="not ok"):
+        pred.predict([records[0].__class__("9000001", 2, 1).fail("x")])
+    assert storage.read_bytes(tmp_path / "t.pt")[:2] == b"PK"  # torch's zip container
