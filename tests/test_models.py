@@ -57,6 +57,7 @@ def test_forward_backward_each_preset(preset):
 
 def test_batch_norm_and_dropout_switch_with_train_and_eval():
     loc = build_localiser("lite")
+    nn.init.normal_(loc.head[-1].weight, std=0.01)  # trained-like: outputs depend on features
     x = torch.randn(4, 1, 256, 256)
     bn = loc.features[1]
     before = bn.running_mean.clone()
@@ -125,7 +126,8 @@ def test_loss_strain_uses_millimetres_not_anisotropic_crop_pixels():
 
 def test_localiser_loss():
     a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
-    assert localiser_loss(a, a + 2).item() == 4.0
+    assert localiser_loss(a, a + 2, size=1.0).item() == 4.0
+    assert localiser_loss(a, a + 64).item() == pytest.approx(0.0625)  # (64/256)^2
 
 
 def test_normalisation_percentiles_by_hand():

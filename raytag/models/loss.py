@@ -45,6 +45,7 @@ def tracker_loss(
     return per_frame.sum() / mask.sum().clamp_min(1)
 
 
-def localiser_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MSE between predicted and true box corners ``(B, 4)`` (256-px space), as the paper."""
-    return ((pred - target) ** 2).mean()
+def localiser_loss(pred: torch.Tensor, target: torch.Tensor, size: float = 256.0) -> torch.Tensor:
+    """MSE between predicted and true box corners ``(B, 4)``, as the paper, with corners in
+    units of the input size (256 px) so the loss is O(1) whatever the matrix."""
+    return (((pred - target) / size) ** 2).mean()

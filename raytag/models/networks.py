@@ -45,9 +45,14 @@ class Localiser(nn.Module):
             nn.Linear(config.fc, 4),
         )
         self.feature_shape = (c_in, size, size)
+        # The last layer predicts corners as fractions of the input size (starting from a
+        # central box), scaled to pixels in forward: well-conditioned regression targets.
+        nn.init.zeros_(self.head[-1].weight)
+        with torch.no_grad():
+            self.head[-1].bias.copy_(torch.tensor([0.35, 0.35, 0.65, 0.65]))
 
     def forward(self, ed: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(ed))
+        return self.head(self.features(ed)) * self.config.input_size
 
 
 class Tracker(nn.Module):
@@ -82,12 +87,17 @@ class Tracker(nn.Module):
             nn.Linear(config.head, 2 * config.n_landmarks),
         )
         self.feature_size = c4 * size * size
+        # Landmarks are predicted as fractions of the crop (starting at its centre) and
+        # scaled to crop pixels in forward.
+        with torch.no_grad():
+            self.head[-1].weight.mul_(0.1)
+            self.head[-1].bias.fill_(0.5)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         b, t, h, w = crops.shape
         feats = self.frame_fc(self.cnn(crops.reshape(b * t, 1, h, w))).reshape(b, t, -1)
         seq, _ = self.lstm(feats)
-        return self.head(seq)
+        return self.head(seq) * self.config.input_size
 
 
 def split_xy(flat: torch.Tensor, n_landmarks: int) -> torch.Tensor:

@@ -1,0 +1,116 @@
+"""Batched training augmentation (torch), landmarks and boxes transformed consistently.
+
+Tracker: intensity scale and gamma, Gaussian noise, one random similarity transform per
+cine (rotation, scale, shift; all frames alike, landmarks alike), horizontal flips with the
+landmark order kept anatomical, and frame-count jitter (later frames dropped and marked
+invalid, as for short cines). Localiser: intensity, noise, flips and shifts with the box.
+
+A horizontal flip turns "clockwise as displayed" into counter-clockwise, so after mirroring
+the coordinates the circumferential index is reversed, ``k -> (24 - k) mod 24`` (spoke 0,
+the mid-septum, stays spoke 0); the transmural index ``r`` is unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
+
+__all__ = ["augment_tracker", "augment_localiser", "flip_landmark_order", "AUGMENT_DEFAULTS"]
+
+AUGMENT_DEFAULTS = {
+    "rotate_deg": 15.0, "scale": 0.1, "shift_px": 6.0, "flip_p": 0.5,
+    "intensity": 0.2, "gamma": 0.25, "noise": 0.05, "short_cine_p": 0.15, "min_frames": 12,
+}
+
+
+def flip_landmark_order() -> torch.Tensor:
+    """Index map ``(168,)``: new landmark ``i`` takes old ``flip_order[i]`` after a mirror."""
+    k = torch.arange(N_CIRCUMFERENTIAL)
+    r = torch.arange(N_TRANSMURAL)
+    old_k = (N_CIRCUMFERENTIAL - k) % N_CIRCUMFERENTIAL
+    return (old_k[:, None] * N_TRANSMURAL + r[None, :]).reshape(-1)
+
+
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+
+def _intensity(x: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
+    b = x.shape[0]
+    view = (b,) + (1,) * (x.dim() - 1)
+    gamma = torch.exp(_uniform(b, -cfg["gamma"], cfg["gamma"], gen)).view(view)
+    scale = _uniform(b, 1 - cfg["intensity"], 1 + cfg["intensity"], gen).view(view)
+    noise_sd = _uniform(b, 0, cfg["noise"], gen).view(view)
+    x = x.clamp_min(0) ** gamma * scale
+    return x + noise_sd * torch.randn(x.shape, generator=gen)
+
+
+def augment_tracker(crops, points, valid, gen: torch.Generator, cfg: dict | None = None):
+    """crops ``(B, T, H, W)`` float, points ``(B, T, 168, 2)`` crop px, valid ``(B, T)`` bool.
+
+    Returns augmented copies (same shapes). Points of frames made invalid become NaN.
+    """
+    cfg = {**AUGMENT_DEFAULTS, **(cfg or {})}
+    b, t, h, w = crops.shape
+    crops, points, valid = crops.float().clone(), points.float().clone(), valid.clone()
+    # Mirror (x -> w - 1 - x), keeping the landmark order anatomical.
+    flip = torch.rand(b, generator=gen) < cfg["flip_p"]
+    if flip.any():
+        crops[flip] = crops[flip].flip(-1)
+        mirrored = points[flip][:, :, flip_landmark_order()]
+        mirrored[..., 0] = (w - 1) - mirrored[..., 0]
+        points[flip] = mirrored
+    # One similarity transform per cine: p' = c + s R (p - c) + shift.
+    ang = torch.deg2rad(_uniform(b, -cfg["rotate_deg"], cfg["rotate_deg"], gen))
+    scale = _uniform(b, 1 - cfg["scale"], 1 + cfg["scale"], gen)
+    shift = _uniform(2 * b, -cfg["shift_px"], cfg["shift_px"], gen).view(b, 2)
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (b,2,2)
+    centre = torch.tensor([(w - 1) / 2, (h - 1) / 2])
+    fwd = scale[:, None, None] * rot
+    points = torch.einsum("bij,btnj->btni", fwd, points - centre) + centre + shift[:, None, None]
+    # grid_sample samples the input at the inverse map, in normalised coordinates
+    # (align_corners=False: pixel i <-> (i - (n - 1)/2) / (n / 2)).
+    half = torch.tensor([w / 2, h / 2])
+    inv = torch.linalg.inv(fwd)
+    lin = inv * half[None, None, :] / half[None, :, None]
+    offset = -(inv @ shift[..., None])[..., 0] / half
+    theta = torch.cat([lin, offset[..., None]], dim=-1)  # (b, 2, 3)
+    grid = F.affine_grid(theta, (b, 1, h, w), align_corners=False)
+    crops = F.grid_sample(crops, grid, mode="bilinear", padding_mode="zeros",
+                          align_corners=False)
+    # Short cines: keep the first n frames only.
+    short = torch.rand(b, generator=gen) < cfg["short_cine_p"]
+    if short.any():
+        keep = torch.randint(cfg["min_frames"], t, (b,), generator=gen)
+        drop = short[:, None] & (torch.arange(t)[None, :] >= keep[:, None])
+        valid = valid & ~drop
+        crops[drop] = 0
+    crops = _intensity(crops, cfg, gen)
+    crops[~valid] = 0
+    points[~valid] = float("nan")
+    return crops, points, valid
+
+
+def augment_localiser(ed, boxes, gen: torch.Generator, cfg: dict | None = None):
+    """ed ``(B, 1, 256, 256)`` float, boxes ``(B, 4)`` padded px -> augmented copies."""
+    cfg = {**AUGMENT_DEFAULTS, **(cfg or {})}
+    b, _, h, w = ed.shape
+    ed, boxes = ed.float().clone(), boxes.float().clone()
+    flip = torch.rand(b, generator=gen) < cfg["flip_p"]
+    if flip.any():
+        ed[flip] = ed[flip].flip(-1)
+        x1, x2 = boxes[flip, 0].clone(), boxes[flip, 2].clone()
+        boxes[flip, 0], boxes[flip, 2] = (w - 1) - x2, (w - 1) - x1
+    shift = torch.round(_uniform(2 * b, -2 * cfg["shift_px"], 2 * cfg["shift_px"], gen)).view(b, 2)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = -shift / torch.tensor([w / 2, h / 2])
+    grid = F.affine_grid(theta, (b, 1, h, w), align_corners=False)
+    ed = F.grid_sample(ed, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    boxes = boxes + torch.cat([shift, shift], dim=1)
+    return _intensity(ed, cfg, gen), boxes
+
+

@@ -1,0 +1,152 @@
+"""``raytag train``: Ray Data preprocessing + Ray Train (``TorchTrainer``, DDP) per network.
+
+Data: a ``raytag synth`` cohort (zips + truth.parquet; local or ``s3://``) or the original
+study's HDF5 layout. Slices are read and preprocessed once by Ray Data tasks
+(:func:`raytag.train.samples.make_sample`), split by participant (10% test, then 80/20
+train/validation, seeded), materialised, and handed to the trainer: ``train`` is sharded
+across workers, ``val`` is read whole by rank 0.
+
+Runs live under ``<storage>/<name>-<kind>``: rerunning the same command resumes from the
+latest checkpoint, and ``FailureConfig(max_failures)`` restarts workers that die. At the end
+the best checkpoint (by validation score) is exported as ``<out>/<kind>.pt`` in raytag's
+checkpoint format.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from raytag.io import storage
+from raytag.io.labelled import LabelledSlice, read_study_hdf5
+from raytag.train.samples import make_sample
+from raytag.train.split import split_participants
+
+__all__ = ["prepare_datasets", "train_network", "KINDS"]
+
+KINDS = ("localiser", "tracker")
+
+
+class _PrepareSynthetic:
+    """Ray Data callable: zip URIs -> preprocessed samples (truth looked up by key)."""
+
+    def __init__(self, truth_uri: str):
+        rows = storage.read_table(truth_uri).to_pylist()
+        self.truth = {(r["eid"], r["instance"], r["slice_index"]): r for r in rows}
+
+    def __call__(self, batch: dict) -> dict:
+        from raytag.constants import N_FRAMES, N_LANDMARKS
+        from raytag.io import read_participant
+
+        out: dict[str, list] = {}
+        for uri, split in zip(batch["uri"], batch["split"], strict=True):
+            for rec in read_participant(str(uri)):
+                row = self.truth.get((rec.eid, rec.instance, rec.slice_index))
+                if not rec.ok or row is None:
+                    continue
+                pts = np.array(row["landmarks_px"], dtype=np.float64).reshape(
+                    N_FRAMES, N_LANDMARKS, 2)
+                item = LabelledSlice(rec, pts, np.array(row["bbox_px"]), int(row["es_frame"]),
+                                     row.get("group"))
+                for k, v in (make_sample(item) | {"split": str(split)}).items():
+                    out.setdefault(k, []).append(v)
+        return {k: np.stack(v) if isinstance(v[0], np.ndarray) else np.array(v)
+                for k, v in out.items()} if out else {}
+
+
+def prepare_datasets(data_uri: str, seed: int = 0, limit: int | None = None) -> dict:
+    """``{"train", "val", "test"}`` materialised Ray Datasets of samples (see samples.py)."""
+    import ray
+
+    from raytag.constants import TRUTH_FILE
+
+    if str(data_uri).endswith((".h5", ".hdf5")):
+        items = list(read_study_hdf5(data_uri, limit=limit))
+        split = split_participants([it.record.eid for it in items], seed)
+        rows = [make_sample(it) | {"split": split[it.record.eid]} for it in items]
+        ds = ray.data.from_items(rows)
+    else:
+        zips = storage.list_files(data_uri, ".zip")[:limit]
+        if not zips:
+            raise FileNotFoundError(f"no participant zips under {data_uri}")
+        eids = [storage.basename(z).split("_", 1)[0] for z in zips]
+        split = split_participants(eids, seed)
+        source = ray.data.from_items([{"uri": z, "split": split[e]}
+                                      for z, e in zip(zips, eids, strict=True)])
+        ds = source.map_batches(_PrepareSynthetic, fn_constructor_args=(
+            storage.join(data_uri, TRUTH_FILE),), batch_size=4,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=1))
+    ds = ds.materialize()
+    return {s: ds.filter(lambda r, s=s: r["split"] == s).materialize()
+            for s in ("train", "val", "test")}
+
+
+def train_network(
+    kind: str,
+    datasets: dict,
+    storage_path: str,
+    name: str,
+    preset: str = "lite",
+    workers: int = 2,
+    epochs: int = 30,
+    batch_size: int = 8,
+    lr: float | None = None,
+    seed: int = 0,
+    use_gpu: bool = False,
+    patience: int | None = None,
+    max_failures: int = 2,
+    training: dict | None = None,
+    out_dir: str | None = None,
+    echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+) -> dict:
+    """Train one network with ``TorchTrainer``; returns the best metrics and exported path."""
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from raytag.train.loop import MODEL_FILE, train_loop_per_worker
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    storage_path = os.path.abspath(storage_path) if "://" not in storage_path else storage_path
+    config = {"kind": kind, "preset": preset, "epochs": epochs, "batch_size": batch_size,
+              "lr": lr, "seed": seed, "patience": patience,
+              "training": training or {}}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": 1}),
+        run_config=RunConfig(
+            name=f"{name}-{kind}", storage_path=storage_path,
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2,
+                                               checkpoint_score_attribute="val_score",
+                                               checkpoint_score_order="max"),
+        ),
+        datasets={"train": datasets["train"], "val": datasets["val"]},
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - t0
+    best = max(result.best_checkpoints, key=lambda cm: cm[1].get("val_score", -np.inf))
+    checkpoint, metrics = best
+    exported = None
+    if out_dir:
+        exported = storage.join(out_dir, f"{kind}.pt")
+        with checkpoint.as_directory() as d:
+            storage.write_bytes(exported, open(os.path.join(d, MODEL_FILE), "rb").read())
+    echo(f"train {kind}: best epoch {metrics.get('epoch')} val_score "
+         f"{metrics.get('val_score'):.4f} ({seconds:.0f} s this run)")
+    return {"kind": kind, "metrics": metrics, "seconds": seconds, "exported": exported,
+            "run_path": os.path.join(storage_path, f"{name}-{kind}")}
+
+
+def clean_run(storage_path: str, name: str, kind: str) -> None:
+    """Delete a run's folder (start over instead of resuming)."""
+    shutil.rmtree(os.path.join(storage_path, f"{name}-{kind}"), ignore_errors=True)

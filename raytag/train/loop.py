@@ -1,0 +1,158 @@
+"""The Ray Train worker loop (DDP): one function for both networks.
+
+Each epoch: augment and train on this worker's shard of ``train``; rank 0 validates on the
+whole ``val`` set, saves a checkpoint (raytag format ``model.pt`` + ``train_state.pt`` with
+the optimiser, epoch and early-stopping state) and every worker reports the metrics. A
+rerun with the same run name and storage path, or a restart after a worker failure,
+resumes from the latest reported checkpoint (``ray.train.get_checkpoint()``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+import ray.train
+import ray.train.torch
+from raytag.models import build_localiser, build_tracker, split_xy
+from raytag.models.checkpoint import save_checkpoint
+from raytag.models.loss import localiser_loss, tracker_loss
+from raytag.train.augment import augment_localiser, augment_tracker
+from raytag.train.metrics import summarise
+from raytag.train.schedules import localiser_lr, tracker_lr
+
+__all__ = ["train_loop_per_worker", "validate"]
+
+MODEL_FILE = "model.pt"
+STATE_FILE = "train_state.pt"
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def _batch(batch: dict, keys, device) -> dict:
+    out = {}
+    for k in keys:
+        v = batch[k]
+        v = torch.tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v
+        out[k] = v.to(device)
+    return out
+
+
+def validate(kind: str, model: torch.nn.Module, batches, device) -> dict:
+    """Metrics of ``model`` on an iterable of validation batches (see :mod:`metrics`)."""
+    model = _unwrap(model).eval()
+    preds, trues, valid, es, boxes_p, boxes_t, scale = [], [], [], [], [], [], []
+    with torch.inference_mode():
+        for raw in batches:
+            if kind == "localiser":
+                b = _batch(raw, ("ed", "box"), device)
+                boxes_p.append(model(b["ed"].float()[:, None]).float().cpu().numpy())
+                boxes_t.append(b["box"].cpu().numpy())
+            else:
+                b = _batch(raw, ("crops", "points", "valid", "mm_per_crop_px", "es_frame"), device)
+                flat = model(b["crops"].float())
+                preds.append(split_xy(flat.float(), 168).cpu().numpy())
+                trues.append(b["points"].cpu().numpy())
+                valid.append(b["valid"].cpu().numpy())
+                es.append(b["es_frame"].cpu().numpy())
+                scale.append(b["mm_per_crop_px"].cpu().numpy())
+    if kind == "localiser":
+        from raytag import geometry
+
+        iou = geometry.box_iou(np.concatenate(boxes_p), np.concatenate(boxes_t))
+        return {"iou_mean": float(iou.mean()), "iou_min": float(iou.min()),
+                "val_score": float(iou.mean())}
+    s = np.concatenate(scale)[:, None, None, :]
+    metrics = summarise(np.concatenate(preds) * s, np.concatenate(trues) * s,
+                        np.concatenate(valid), np.concatenate(es))
+    metrics["val_score"] = -metrics["rmse_es_mm_mean"]
+    return metrics
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry point. ``config``: kind, preset, epochs, batch_size, lr, seed,
+    patience, augment (dict), strain_weight, training (description stored in checkpoints)."""
+    kind = config["kind"]
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(config.get("seed", 0) + rank)
+    gen = torch.Generator().manual_seed(config.get("seed", 0) * 1000 + rank)
+    model = (build_localiser if kind == "localiser" else build_tracker)(config["preset"])
+    schedule = localiser_lr if kind == "localiser" else tracker_lr
+    base_lr = config.get("lr") or (1e-3 if kind == "localiser" else 1e-4)
+    optimiser = torch.optim.Adam(model.parameters(), lr=schedule(1, base_lr))
+    start, best, stale = 1, -float("inf"), 0
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu",
+                               weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        start, best, stale = state["epoch"] + 1, state["best"], state["stale"]
+
+    model = ray.train.torch.prepare_model(model)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_data = ray.train.get_dataset_shard("val")
+    batch_size = config.get("batch_size", 8)
+    patience = config.get("patience")
+
+    for epoch in range(start, config["epochs"] + 1):
+        for group in optimiser.param_groups:
+            group["lr"] = schedule(epoch, base_lr)
+        model.train()
+        losses = []
+        for raw in train_shard.iter_batches(batch_size=batch_size, batch_format="numpy",
+                                            local_shuffle_buffer_size=4 * batch_size,
+                                            local_shuffle_seed=config.get("seed", 0) + epoch):
+            if kind == "localiser":
+                b = _batch(raw, ("ed", "box"), "cpu")
+                ed, box = augment_localiser(b["ed"][:, None], b["box"], gen,
+                                            config.get("augment"))
+                loss = localiser_loss(model(ed.to(device)), box.to(device))
+            else:
+                b = _batch(raw, ("crops", "points", "valid", "mm_per_crop_px"), "cpu")
+                crops, pts, valid = augment_tracker(b["crops"], b["points"], b["valid"], gen,
+                                                    config.get("augment"))
+                pred = split_xy(model(crops.to(device)), 168)
+                loss = tracker_loss(pred, pts.to(device), valid.to(device),
+                                    b["mm_per_crop_px"].to(device),
+                                    weight=config.get("strain_weight", 5.0))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+
+        metrics = {"epoch": epoch, "lr": schedule(epoch, base_lr),
+                   "train_loss": float(np.mean(losses)) if losses else float("nan")}
+        stop = torch.zeros(1)
+        if rank == 0:
+            metrics |= validate(kind, model, val_data.iter_batches(
+                batch_size=batch_size, batch_format="numpy"), device)
+            improved = metrics["val_score"] > best
+            best, stale = (metrics["val_score"], 0) if improved else (best, stale + 1)
+            metrics["best_val_score"] = best
+            stop[0] = float(patience is not None and stale >= patience)
+            with tempfile.TemporaryDirectory() as d:
+                save_checkpoint(_unwrap(model), os.path.join(d, MODEL_FILE), config["preset"],
+                                training=config.get("training", {}),
+                                metrics={k: v for k, v in metrics.items()
+                                         if isinstance(v, (int, float))})
+                torch.save({"model": _unwrap(model).state_dict(),
+                            "optimiser": optimiser.state_dict(), "epoch": epoch,
+                            "best": best, "stale": stale}, os.path.join(d, STATE_FILE))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        else:
+            ray.train.report(metrics)
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast(stop, src=0)  # every worker leaves together (DDP needs it)
+        if stop.item():
+            break
