@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from raytag import __version__
@@ -45,6 +46,52 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if not args.out and not args.preview:
         print("raytag synth: nothing to do: give --out URI and/or --preview PNG", file=sys.stderr)
         return 2
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import ray
+
+    from raytag.train.driver import KINDS, clean_run, prepare_datasets, train_network
+
+    kinds = KINDS if args.kind == "both" else (args.kind,)
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"])
+        else:
+            ray.init(num_cpus=args.cpus, include_dashboard=False)
+    datasets = prepare_datasets(args.data, seed=args.seed, limit=args.limit)
+    counts = {k: v.count() for k, v in datasets.items()}
+    print(f"raytag train: slices {counts}", file=sys.stderr)
+    results = []
+    for kind in kinds:
+        if args.fresh:
+            clean_run(args.storage, args.name, kind)
+        epochs = args.epochs or (40 if kind == "localiser" else 60)
+        lr = args.tracker_lr if kind == "tracker" else args.localiser_lr
+        results.append(train_network(
+            kind, datasets, args.storage, args.name, preset=args.preset, workers=args.workers,
+            epochs=epochs, batch_size=args.batch_size, lr=lr, seed=args.seed,
+            use_gpu=args.use_gpu, patience=args.patience, out_dir=args.out,
+            training={"data": args.data, "slices": counts, "preset": args.preset,
+                      "workers": args.workers, "epochs": epochs, "lr": lr,
+                      "command": " ".join(sys.argv)},
+        ))
+    print(json.dumps([{k: r[k] for k in ("kind", "exported", "seconds")}
+                      | {"metrics": r["metrics"]} for r in results], default=str))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from raytag.models.predictor import Predictor
+    from raytag.train.evaluate import evaluate, format_table, labelled_split, write_report
+
+    predictor = Predictor.from_checkpoints(args.localiser, args.tracker)
+    items = labelled_split(args.data, args.split, args.seed, args.limit)
+    metrics = evaluate(predictor, items)
+    if args.out:
+        write_report(metrics, args.out)
+    print(format_table(metrics))
     return 0
 
 
@@ -113,6 +160,43 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--preview-index", type=int, default=0,
                        help="which participant to preview (0-based)")
     synth.set_defaults(func=_cmd_synth)
+
+    train = sub.add_parser(
+        "train", help="train the localiser and/or tracker with Ray Train (DDP)",
+        description="Preprocess a labelled cohort with Ray Data and train with Ray Train. "
+        "Rerunning the same --name/--storage resumes from the latest checkpoint.")
+    train.add_argument("--data", required=True,
+                       help="raytag synth cohort (folder or s3://) or study HDF5 file")
+    train.add_argument("--kind", choices=("both", "localiser", "tracker"), default="both")
+    train.add_argument("--preset", default="lite")
+    train.add_argument("--workers", type=int, default=2, help="DDP workers (1 CPU/GPU each)")
+    train.add_argument("--cpus", type=int, default=None, help="CPUs for a local Ray")
+    train.add_argument("--use-gpu", action="store_true")
+    train.add_argument("--epochs", type=int, default=None,
+                       help="default 40 (localiser) / 60 (tracker)")
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--localiser-lr", type=float, default=1e-3)
+    train.add_argument("--tracker-lr", type=float, default=1e-4)
+    train.add_argument("--patience", type=int, default=None,
+                       help="early stopping: epochs without validation improvement")
+    train.add_argument("--seed", type=int, default=0, help="split and initialisation seed")
+    train.add_argument("--limit", type=int, default=None, help="use the first N participants")
+    train.add_argument("--name", default="raytag", help="run name (resume key)")
+    train.add_argument("--storage", default="raytag-runs", help="Ray Train storage path")
+    train.add_argument("--out", default="raytag-models", help="where <kind>.pt is exported")
+    train.add_argument("--fresh", action="store_true", help="delete the run and start over")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("evaluate", help="metrics of a checkpoint pair on labelled data",
+                        description="End-to-end predictor vs truth: IoU, RMSE, ES strain.")
+    ev.add_argument("--localiser", required=True)
+    ev.add_argument("--tracker", required=True)
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--split", default="all", choices=("all", "train", "val", "test"))
+    ev.add_argument("--seed", type=int, default=0, help="the training split seed")
+    ev.add_argument("--limit", type=int, default=None)
+    ev.add_argument("--out", default=None, help="folder for metrics.json and metrics.md")
+    ev.set_defaults(func=_cmd_evaluate)
 
     inspect = sub.add_parser(
         "inspect",

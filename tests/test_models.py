@@ -106,8 +106,11 @@ def test_tracker_loss_is_the_papers_composite():
     valid[:, 15:] = False
     nan_target = target.clone()
     nan_target[:, 15:] = float("nan")
-    masked = tracker_loss(pred, nan_target, frame_valid=valid)
+    leaf = pred.clone().requires_grad_(True)
+    masked = tracker_loss(leaf, nan_target, frame_valid=valid)
     assert masked.item() == pytest.approx(0.5)
+    masked.backward()
+    assert torch.isfinite(leaf.grad).all() and (leaf.grad[:, 15:] == 0).all()
 
 
 def test_loss_strain_uses_millimetres_not_anisotropic_crop_pixels():

@@ -28,6 +28,11 @@ def tracker_loss(
     strain is not invariant to anisotropic scaling (the original computed it in crop space).
     ``frame_valid`` ``(B, T)`` bool excludes padded frames from the average.
     """
+    if frame_valid is not None:
+        # Padded frames may hold NaN targets. Replace them by the (detached) prediction
+        # *before* any arithmetic: masking afterwards would still send NaN gradients back
+        # (0 * NaN = NaN in the backward pass of torch.where).
+        target = torch.where(frame_valid[..., None, None], target, pred.detach())
     mse = ((pred - target) ** 2).sum(dim=-1).mean(dim=-1)  # (B, T)
     if mm_per_crop_px is not None:
         scale = mm_per_crop_px[:, None, None, :].to(pred.dtype)
@@ -40,9 +45,7 @@ def tracker_loss(
     if frame_valid is None:
         return per_frame.mean()
     mask = frame_valid.to(per_frame.dtype)
-    # Invalid frames may hold NaN targets: select, never multiply (0 * NaN = NaN).
-    per_frame = torch.where(frame_valid, per_frame, torch.zeros_like(per_frame))
-    return per_frame.sum() / mask.sum().clamp_min(1)
+    return (per_frame * mask).sum() / mask.sum().clamp_min(1)
 
 
 def localiser_loss(pred: torch.Tensor, target: torch.Tensor, size: float = 256.0) -> torch.Tensor:

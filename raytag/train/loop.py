@@ -13,11 +13,11 @@ import os
 import tempfile
 
 import numpy as np
+import ray.train
+import ray.train.torch
 import torch
 import torch.distributed as dist
 
-import ray.train
-import ray.train.torch
 from raytag.models import build_localiser, build_tracker, split_xy
 from raytag.models.checkpoint import save_checkpoint
 from raytag.models.loss import localiser_loss, tracker_loss
