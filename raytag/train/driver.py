@@ -102,6 +102,7 @@ def train_network(
     max_failures: int = 2,
     training: dict | None = None,
     out_dir: str | None = None,
+    augment: dict | bool | None = None,
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> dict:
     """Train one network with ``TorchTrainer``; returns the best metrics and exported path."""
@@ -115,6 +116,7 @@ def train_network(
     storage_path = os.path.abspath(storage_path) if "://" not in storage_path else storage_path
     config = {"kind": kind, "preset": preset, "epochs": epochs, "batch_size": batch_size,
               "lr": lr, "seed": seed, "patience": patience,
+              "augment": {} if augment is None else augment,
               "training": training or {}}
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -143,7 +145,8 @@ def train_network(
             storage.write_bytes(exported, open(os.path.join(d, MODEL_FILE), "rb").read())
     echo(f"train {kind}: best epoch {metrics.get('epoch')} val_score "
          f"{metrics.get('val_score'):.4f} ({seconds:.0f} s this run)")
-    return {"kind": kind, "metrics": metrics, "seconds": seconds, "exported": exported,
+    return {"kind": kind, "metrics": metrics, "last": result.metrics, "seconds": seconds,
+            "exported": exported,
             "run_path": os.path.join(storage_path, f"{name}-{kind}")}
 
 

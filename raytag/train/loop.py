@@ -77,7 +77,8 @@ def validate(kind: str, model: torch.nn.Module, batches, device) -> dict:
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point. ``config``: kind, preset, epochs, batch_size, lr, seed,
-    patience, augment (dict), strain_weight, training (description stored in checkpoints)."""
+    patience, augment (dict of overrides, or False for none), strain_weight, training
+    (the description stored in checkpoints)."""
     kind = config["kind"]
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
@@ -113,15 +114,18 @@ def train_loop_per_worker(config: dict) -> None:
         for raw in train_shard.iter_batches(batch_size=batch_size, batch_format="numpy",
                                             local_shuffle_buffer_size=4 * batch_size,
                                             local_shuffle_seed=config.get("seed", 0) + epoch):
+            augment = config.get("augment", {})
             if kind == "localiser":
                 b = _batch(raw, ("ed", "box"), "cpu")
-                ed, box = augment_localiser(b["ed"][:, None], b["box"], gen,
-                                            config.get("augment"))
+                ed, box = b["ed"].float()[:, None], b["box"].float()
+                if augment is not False:
+                    ed, box = augment_localiser(ed, box, gen, augment)
                 loss = localiser_loss(model(ed.to(device)), box.to(device))
             else:
                 b = _batch(raw, ("crops", "points", "valid", "mm_per_crop_px"), "cpu")
-                crops, pts, valid = augment_tracker(b["crops"], b["points"], b["valid"], gen,
-                                                    config.get("augment"))
+                crops, pts, valid = b["crops"].float(), b["points"].float(), b["valid"]
+                if augment is not False:
+                    crops, pts, valid = augment_tracker(crops, pts, valid, gen, augment)
                 pred = split_xy(model(crops.to(device)), 168)
                 loss = tracker_loss(pred, pts.to(device), valid.to(device),
                                     b["mm_per_crop_px"].to(device),
@@ -131,7 +135,7 @@ def train_loop_per_worker(config: dict) -> None:
             optimiser.step()
             losses.append(float(loss.detach()))
 
-        metrics = {"epoch": epoch, "lr": schedule(epoch, base_lr),
+        metrics = {"epoch": epoch, "lr": schedule(epoch, base_lr), "resumed_from": start - 1,
                    "train_loss": float(np.mean(losses)) if losses else float("nan")}
         stop = torch.zeros(1)
         if rank == 0:

@@ -1,0 +1,160 @@
+"""Training: split, schedules, samples, augmentation, and a real 2-worker DDP run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from raytag import geometry
+from raytag.io.labelled import read_synthetic_cohort
+from raytag.phantom.cohort import SynthConfig
+from raytag.pipeline.synth import synthesise
+from raytag.train.augment import augment_localiser, augment_tracker, flip_landmark_order
+from raytag.train.samples import make_sample
+from raytag.train.schedules import localiser_lr, tracker_lr
+from raytag.train.split import split_participants
+
+NO_INTENSITY = {"intensity": 0.0, "gamma": 0.0, "noise": 0.0, "short_cine_p": 0.0}
+
+
+def test_split_is_by_participant_seeded_and_sized_like_the_paper():
+    eids = [str(9000000 + i) for i in range(100)]
+    split = split_participants(eids * 3, seed=4)  # three slices each: still per participant
+    counts = {s: sum(v == s for v in split.values()) for s in ("train", "val", "test")}
+    assert counts == {"test": 10, "val": 18, "train": 72}
+    assert split == split_participants(list(reversed(eids)), seed=4)  # order-independent
+    assert split != split_participants(eids, seed=5)
+
+
+def test_learning_rate_schedules():
+    assert [localiser_lr(e) for e in (1, 10, 14)] == [1e-3] * 3
+    assert localiser_lr(15) == pytest.approx(1e-3 / math.sqrt(2))
+    assert localiser_lr(20) == pytest.approx(1e-3 / 2)
+    assert tracker_lr(9) == 1e-4
+    assert tracker_lr(10) == pytest.approx(1e-4 / math.sqrt(2))
+    assert tracker_lr(25) == pytest.approx(1e-4 / 2)
+    assert tracker_lr(10, base=5e-4) == pytest.approx(5e-4 / math.sqrt(2))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train-cohort")
+    synthesise(str(out), SynthConfig(5, seed=77), workers=1)
+    return str(out)
+
+
+def test_samples_map_back_to_the_truth(cohort):
+    item = next(read_synthetic_cohort(cohort))
+    s = make_sample(item)
+    assert s["crops"].shape == (20, 128, 128) and s["crops"].dtype == np.float16
+    assert s["ed"].shape == (256, 256) and s["points"].shape == (20, 168, 2)
+    offsets = geometry.pad_offsets(item.record.shape)
+    back = geometry.points_from_padded(geometry.points_from_crop(s["points"], s["box"]), offsets)
+    np.testing.assert_allclose(back, item.landmarks_px, atol=1e-3)
+    box = s["box"]
+    sp = item.record.pixel_spacing_mm
+    np.testing.assert_allclose(s["mm_per_crop_px"], [(box[2] - box[0]) / 128 * sp[1],
+                                                     (box[3] - box[1]) / 128 * sp[0]], rtol=1e-6)
+
+
+def test_flip_order_keeps_spoke_zero_and_is_an_involution():
+    order = flip_landmark_order()
+    assert torch.equal(order[order], torch.arange(168))
+    assert torch.equal(order[:7], torch.arange(7))  # spoke 0 stays spoke 0, r unchanged
+    assert order[7] == 23 * 7 and order[8] == 23 * 7 + 1  # spoke 1 <- spoke 23
+
+
+def _blob_images(points: torch.Tensor, size: int = 128, sigma: float = 1.2) -> torch.Tensor:
+    """Images ``(B, T, H, W)`` with a Gaussian blob at each landmark."""
+    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32),
+                          torch.arange(size, dtype=torch.float32), indexing="ij")
+    d2 = (x - points[..., 0, None, None]) ** 2 + (y - points[..., 1, None, None]) ** 2
+    return torch.exp(-d2 / (2 * sigma**2)).sum(dim=-3)
+
+
+def _ring(b: int, t: int) -> torch.Tensor:
+    """Landmarks on a ring in crop space, (B, T, 168, 2), clockwise as displayed."""
+    k = torch.arange(24, dtype=torch.float32)
+    r = torch.arange(7, dtype=torch.float32)
+    ang = 2 * math.pi * k / 24 + 0.3
+    rad = 25 + 2.5 * r
+    pts = torch.stack([64 + rad[None, :] * torch.cos(ang[:, None]),
+                       60 + rad[None, :] * torch.sin(ang[:, None])], -1).reshape(168, 2)
+    return pts.expand(b, t, 168, 2).clone()
+
+
+def test_tracker_augmentation_moves_images_and_landmarks_together():
+    gen = torch.Generator().manual_seed(3)
+    pts = _ring(6, 2)
+    # Only spoke 0 drawn, so the image tells where spoke 0 went after flips and rotations.
+    crops = _blob_images(pts[:, :, :7])
+    valid = torch.ones(6, 2, dtype=torch.bool)
+    aug, apts, avalid = augment_tracker(crops, pts, valid, gen, NO_INTENSITY | {"flip_p": 0.5})
+    assert avalid.all()
+    y, x = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    for b in range(6):
+        img = aug[b, 0]
+        # Each spoke-0 landmark sits on a bright blob of the transformed image.
+        for p in apts[b, 0, :7]:
+            near = ((x - p[0]) ** 2 + (y - p[1]) ** 2) < 2.0**2
+            assert img[near].max() > 0.6, (b, p)
+        # Anatomical order survives mirroring: k still runs clockwise as displayed.
+        c = apts[b, 0].mean(dim=0)
+        ring0 = apts[b, 0, 0::7] - c
+        ang = torch.atan2(ring0[:, 1], ring0[:, 0])
+        step = torch.remainder(torch.roll(ang, -1) - ang, 2 * math.pi)
+        assert torch.all(step < math.pi)
+
+
+def test_tracker_augmentation_short_cines():
+    gen = torch.Generator().manual_seed(0)
+    pts = _ring(8, 20)
+    crops = torch.rand(8, 20, 128, 128)
+    aug, apts, valid = augment_tracker(crops, pts, torch.ones(8, 20, dtype=torch.bool), gen,
+                                       {"short_cine_p": 1.0, "min_frames": 12})
+    n_valid = valid.sum(dim=1)
+    assert torch.all((n_valid >= 12) & (n_valid < 20))
+    assert torch.all(valid[:, :12])  # always a prefix of the cine
+    assert torch.isnan(apts[~valid]).all() and (aug[~valid] == 0).all()
+
+
+def test_localiser_augmentation_keeps_the_box_on_the_object():
+    gen = torch.Generator().manual_seed(1)
+    boxes = torch.tensor([[60.5, 80.5, 140.5, 170.5]] * 8)  # edges between pixel centres
+    ed = torch.zeros(8, 1, 256, 256)
+    ed[:, :, 81:171, 61:141] = 1.0  # pixels whose centres lie inside the box
+    aug, aboxes = augment_localiser(ed, boxes, gen, NO_INTENSITY)
+    for b in range(8):
+        rows = torch.nonzero(aug[b, 0].sum(dim=1) > 0.5)[:, 0]
+        cols = torch.nonzero(aug[b, 0].sum(dim=0) > 0.5)[:, 0]
+        measured = torch.tensor([cols.min() - 0.5, rows.min() - 0.5, cols.max() + 0.5,
+                                 rows.max() + 0.5])
+        torch.testing.assert_close(measured, aboxes[b], atol=1.0, rtol=0)
+
+
+def test_ddp_training_resume_and_predictor(cohort, tmp_path, ray_local):
+    """Two CPU workers (gloo DDP): loss goes down, checkpoints load, a rerun resumes."""
+    from raytag.models.checkpoint import load_checkpoint
+    from raytag.models.predictor import Predictor
+    from raytag.train.driver import prepare_datasets, train_network
+    from raytag.train.evaluate import evaluate, labelled_split
+
+    datasets = prepare_datasets(cohort, seed=0)
+    assert datasets["train"].count() >= 6 and datasets["val"].count() >= 1
+    runs, out = str(tmp_path / "runs"), str(tmp_path / "models")
+    kw = dict(preset="lite", workers=2, batch_size=2, seed=0, augment=False, out_dir=out)
+    first = train_network("tracker", datasets, runs, "t", epochs=2, lr=2e-3, **kw)
+    assert first["last"]["epoch"] == 2 and first["last"]["resumed_from"] == 0
+    again = train_network("tracker", datasets, runs, "t", epochs=4, lr=2e-3, **kw)
+    assert again["last"]["resumed_from"] == 2 and again["last"]["epoch"] == 4
+    assert again["last"]["train_loss"] < first["last"]["train_loss"]
+    loc = train_network("localiser", datasets, runs, "t", epochs=1, lr=1e-3, **kw)
+    assert 0.0 <= loc["metrics"]["iou_mean"] <= 1.0
+    ck = load_checkpoint(again["exported"], kind="tracker", preset="lite")
+    assert ck.meta["metrics"]["epoch"] >= 1
+    predictor = Predictor.from_checkpoints(loc["exported"], again["exported"], device="cpu")
+    metrics = evaluate(predictor, labelled_split(cohort, "test", seed=0), echo=lambda s: None)
+    assert metrics["overall"]["n_slices"] >= 1 and "rmse_es_mm_mean" in metrics["overall"]
