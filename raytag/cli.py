@@ -95,6 +95,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from raytag.pipeline.run import run_cohort
+
+    try:
+        summary = run_cohort(
+            args.input, args.output, weights=args.weights, limit=args.limit,
+            resume=args.resume, chunk_participants=args.chunk, model_actors=args.model_actors,
+            rows_per_file=args.rows_per_file)
+    except (FileExistsError, FileNotFoundError) as exc:
+        print(f"raytag run: {exc}", file=sys.stderr)
+        return 2
+    print(summary.pop("ds_stats"), file=sys.stderr)
+    print(json.dumps(summary))
+    return 0 if summary["duplicate_keys"] == 0 else 1
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from raytag.pipeline.run import build_index
+
+    n = build_index(args.input, args.out)
+    print(f"raytag index: {n} participant zips -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     """Print what the ingest makes of participant zips: one line (or JSON object) per slice."""
     from raytag.io import read_participant
@@ -197,6 +221,33 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=None)
     ev.add_argument("--out", default=None, help="folder for metrics.json and metrics.md")
     ev.set_defaults(func=_cmd_evaluate)
+
+    run = sub.add_parser(
+        "run", help="process a cohort of zips into the results table (Ray Data)",
+        description="Stream participant zips (folder, s3:// prefix or manifest .parquet) "
+        "through decode -> networks -> strain and write partitioned Parquet. Rerunning "
+        "completes an interrupted run exactly once.")
+    run.add_argument("--input", required=True)
+    run.add_argument("--output", required=True)
+    run.add_argument("--weights", default=None,
+                     help="folder with localiser.pt and tracker.pt (default: shipped)")
+    run.add_argument("--limit", type=int, default=None, help="first N participants only")
+    run.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                     help="skip participants already in the output (default); "
+                     "--no-resume refuses an output that already has results")
+    run.add_argument("--chunk", type=int, default=256,
+                     help="participants per committed chunk (the unit of exactly-once)")
+    run.add_argument("--model-actors", type=int, default=None,
+                     help="model actor pool size (default: one per GPU, or CPUs/2)")
+    run.add_argument("--rows-per-file", type=int, default=2000)
+    run.set_defaults(func=_cmd_run)
+
+    index = sub.add_parser("index", help="write a manifest table of a cohort's zips",
+                           description="List zips once (uri, eid, instance) so a large "
+                           "cohort run does not depend on listing at start-up.")
+    index.add_argument("--input", required=True)
+    index.add_argument("--out", required=True, help="manifest .parquet (path or s3://)")
+    index.set_defaults(func=_cmd_index)
 
     inspect = sub.add_parser(
         "inspect",

@@ -1,0 +1,41 @@
+"""raytag's shipped default weights and how to load a predictor from any weights folder.
+
+A weights folder (local or ``s3://``) holds ``localiser.pt`` and ``tracker.pt`` in raytag's
+checkpoint format. The package ships a trained ``lite`` pair here once training has
+produced one (see the model card, ``README.md`` in this folder). Without shipped or given
+weights the predictor uses untrained ``lite`` networks and says so in ``model_version``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["shipped_weights", "load_predictor", "UNTRAINED"]
+
+_HERE = Path(__file__).parent
+UNTRAINED = "UNTRAINED"
+
+
+def shipped_weights() -> str | None:
+    """The folder of the shipped weights, or None when the package ships none."""
+    ok = (_HERE / "localiser.pt").is_file() and (_HERE / "tracker.pt").is_file()
+    return str(_HERE) if ok else None
+
+
+def load_predictor(weights: str | None = None, device=None):
+    """A :class:`~raytag.models.predictor.Predictor` from ``weights`` (default: shipped)."""
+    import torch
+
+    from raytag import __version__
+    from raytag.io import storage
+    from raytag.models import build_localiser, build_tracker
+    from raytag.models.predictor import Predictor
+
+    folder = weights or shipped_weights()
+    if folder:
+        return Predictor.from_checkpoints(storage.join(folder, "localiser.pt"),
+                                          storage.join(folder, "tracker.pt"), device=device)
+    torch.manual_seed(0)  # reproducible untrained networks
+    return Predictor(build_localiser("lite"), build_tracker("lite"), device=device,
+                     model_version=f"raytag-{__version__} {UNTRAINED} lite (no weights "
+                                   "shipped or given)")
