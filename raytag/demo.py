@@ -1,11 +1,10 @@
-"""``raytag demo``: a small synthetic cohort end to end on this machine.
+"""``raytag demo``: a synthetic cohort through the full Ray pipeline on this machine.
 
-Current stage: ``raytag synth`` writes UK Biobank-style zips (plus one corrupt zip) with a
-truth table -> each zip is ingested -> ROI box and strain from the landmarks -> results
-table as Parquet -> a one-screen summary beside the UK Biobank reference values.
-
-Until the networks (issue 4) and the Ray cohort pipeline (issue 6) land, the landmarks are
-the generator's exact truth, not a prediction; the output and ``model_version`` say so.
+1. ``raytag synth``: ~24 UK Biobank-style participants, a few with injected faults;
+2. ``raytag run``: Ray Data decode -> networks (actor pool) -> strain/QC -> partitioned
+   Parquet, on a local Ray, with the shipped weights (or untrained ones, labelled so);
+3. a one-screen summary: rows by status, failure reasons, throughput, and agreement with
+   the generator's truth (ES circumferential and radial strain, bias +- SD per region).
 """
 
 from __future__ import annotations
@@ -15,97 +14,89 @@ from collections.abc import Callable
 
 import numpy as np
 
-from raytag import geometry
-from raytag.constants import N_FRAMES, N_LANDMARKS, SLICE_LABELS
-from raytag.io import read_participant, storage
-from raytag.phantom.cohort import SynthConfig, generate_participant
-from raytag.phantom.params import STRAIN_TARGETS
+from raytag.constants import N_FRAMES, SLICE_LABELS, TRUTH_FILE
+from raytag.io import storage
+from raytag.models.weights import UNTRAINED
+from raytag.phantom.cohort import SynthConfig
+from raytag.pipeline.run import read_results, run_cohort
 from raytag.pipeline.synth import synthesise
-from raytag.results import result_row, rows_to_table
-from raytag.strain import compute_strains
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "agreement"]
 
-MODEL_VERSION = "truth-landmarks (no network yet)"
+DEMO_FAULTS = {"corrupt_zip": 0.05, "missing_slice": 0.05, "truncated_file": 0.04,
+               "fewer_frames": 0.05, "duplicate_series": 0.05}
+
+
+def agreement(results, truth) -> dict:
+    """Per region: n and ES strain error (result - truth) bias and SD for ok slices."""
+    t = {(r["eid"], r["instance"], r["slice_index"]): r for r in truth.to_pylist()}
+    out = {}
+    rows = [r for r in results.to_pylist() if r["status"] == "ok"]
+    for idx, label in SLICE_LABELS.items():
+        pairs = [(r, t[(r["eid"], r["instance"], r["slice_index"])]) for r in rows
+                 if r["slice_index"] == idx and (r["eid"], r["instance"], idx) in t]
+        if not pairs:
+            continue
+        entry = {"n": len(pairs)}
+        for name in ("es_circ_global", "es_radial"):
+            err = np.array([(p[name] if p[name] is not None else np.nan) - q[name]
+                            for p, q in pairs], dtype=float)
+            entry[name] = (float(np.nanmean(err)),
+                           float(np.nanstd(err, ddof=1)) if len(err) > 1 else 0.0)
+        out[label] = entry
+    return out
 
 
 def run_demo(
     out_dir: str = "raytag-demo",
-    n_participants: int = 4,
+    n_participants: int = 24,
     seed: int = 0,
+    weights: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Run the demo; returns the summary (also printed through ``echo``)."""
     t0 = time.perf_counter()
-    cohort = storage.join(out_dir, "cohort")
-    echo(f"[1/3] raytag synth: {n_participants} participants + 1 corrupt zip -> {cohort}")
-    synth = synthesise(cohort, SynthConfig(n_participants, seed=seed), workers=1,
-                       echo=lambda s: None)
-    broken = generate_participant(n_participants, SynthConfig(n_participants + 1, seed=seed,
-                                                              faults={"corrupt_zip": 1.0}))
-    storage.write_bytes(storage.join(cohort, broken.name), broken.data)
-    truth_rows = storage.read_table(synth["truth"]).to_pylist()
-    truth = {(r["eid"], r["slice_index"]): r for r in truth_rows}
-
-    zips = storage.list_files(cohort, ".zip")
-    echo(f"[2/3] ingest -> ROI box -> strain for {len(zips)} zips")
-    rows = []
-    for n, uri in enumerate(zips, 1):
-        for rec in read_participant(uri):
-            if not rec.ok:
-                rows.append(result_row(rec, model_version=MODEL_VERSION))
-                continue
-            flat = truth[(rec.eid, rec.slice_index)]["landmarks_px"]
-            points = np.array(flat, dtype=float).reshape(N_FRAMES, N_LANDMARKS, 2)
-            strains = compute_strains(geometry.px_to_mm(points, rec.pixel_spacing_mm),
-                                      frame_valid=rec.frame_valid)
-            rows.append(result_row(rec, strains, points, geometry.roi_box(points[0]),
-                                   MODEL_VERSION))
-        echo(f"      {n}/{len(zips)} {storage.basename(uri)}")
-
-    table = rows_to_table(rows)
-    out_file = storage.join(out_dir, "results", "results.parquet")
-    storage.write_table(table, out_file)
-    echo(f"[3/3] wrote {table.num_rows} rows to {out_file}")
-    summary = _summarise(table)
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
-    echo(_format_summary(summary))
+    cohort, results_uri = storage.join(out_dir, "cohort"), storage.join(out_dir, "results")
+    echo(f"[1/3] raytag synth: {n_participants} participants with injected faults -> {cohort}")
+    synth = synthesise(cohort, SynthConfig(n_participants, seed=seed, faults=DEMO_FAULTS),
+                       workers=1, echo=lambda s: None)
+    echo(f"      faults: {synth['faults'] or 'none drawn'}")
+    echo(f"[2/3] raytag run: Ray Data pipeline -> {results_uri}")
+    t_run = time.perf_counter()
+    summary = run_cohort(cohort, results_uri, weights=weights, echo=lambda s: echo("      " + s))
+    run_seconds = time.perf_counter() - t_run
+    results = read_results(results_uri)
+    truth = storage.read_table(storage.join(cohort, TRUTH_FILE))
+    frames = sum(min(n, N_FRAMES) for n in results.column("n_frames").to_pylist() if n)
+    summary |= {
+        "agreement": agreement(results, truth),
+        "run_seconds": round(run_seconds, 2),
+        "slices_per_s": round(summary["rows"] / run_seconds, 2),
+        "frames_per_s": round(frames / run_seconds, 1),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "untrained": any(UNTRAINED in v for v in summary["model_versions"]),
+    }
+    echo("[3/3] summary")
+    echo(_format(summary))
     return summary
 
 
-def _summarise(table) -> dict:
-    rows = table.to_pylist()
-    by_status: dict[str, int] = {}
-    for r in rows:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
-    levels = {}
-    for idx, label in SLICE_LABELS.items():
-        ok = [r for r in rows if r["slice_label"] == label and r["status"] == "ok"]
-        if ok:
-            levels[label] = {
-                "n": len(ok),
-                "es_circ_global": float(np.mean([r["es_circ_global"] for r in ok])),
-                "es_radial": float(np.mean([r["es_radial"] for r in ok])),
-                "ukb_circ_global": STRAIN_TARGETS[idx]["circ_global"][0],
-                "ukb_radial": STRAIN_TARGETS[idx]["radial"][0],
-            }
-    failures = sorted({r["error"] for r in rows if r["status"] == "failed"})
-    return {"rows": len(rows), "by_status": by_status, "levels": levels, "failures": failures}
-
-
-def _format_summary(s: dict) -> str:
+def _format(s: dict) -> str:
     lines = [
-        "",
-        f"raytag demo: {s['rows']} slice rows, status {s['by_status']}, {s['seconds']} s",
-        f"  landmarks: {MODEL_VERSION}",
-        "  level     n   ES circ (global)   ES radial   | UK Biobank mean: circ   radial",
+        f"raytag demo: {s['participants']} participants, {s['rows']} slice rows, "
+        f"status {s['by_status']}, duplicates {s['duplicate_keys']}",
+        f"  pipeline: {s['run_seconds']} s ({s['slices_per_s']} slices/s, "
+        f"{s['frames_per_s']} frames/s incl. Ray start-up), {s['model_actors']} model actor(s)",
+        f"  model: {', '.join(s['model_versions'])}",
     ]
-    for label, v in s["levels"].items():
-        lines.append(
-            f"  {label:7s} {v['n']:3d}   {v['es_circ_global']:+.3f}             "
-            f"{v['es_radial']:+.3f}      |                  {v['ukb_circ_global']:+.3f}  "
-            f"{v['ukb_radial']:+.3f}"
-        )
-    for f in s["failures"]:
-        lines.append(f"  failed: {f}")
+    if s["untrained"]:
+        lines.append("  WARNING: UNTRAINED weights (none shipped yet): strain agreement below "
+                     "is meaningless until trained weights are installed")
+    lines.append("  failures: " + (", ".join(f"{k} x{v}" for k, v in
+                                             s["failure_reasons"].items()) or "none"))
+    lines.append("  agreement with truth (result - truth at ES), bias +- SD:")
+    for label, a in s["agreement"].items():
+        (cb, cs), (rb, rs) = a["es_circ_global"], a["es_radial"]
+        lines.append(f"    {label:7s} n={a['n']:3d}  circ {cb:+.3f} +- {cs:.3f}   "
+                     f"radial {rb:+.3f} +- {rs:.3f}")
     return "\n".join(lines)

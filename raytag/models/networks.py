@@ -13,7 +13,7 @@ from torch import nn
 
 from raytag.models.presets import LocaliserConfig, TrackerConfig
 
-__all__ = ["Localiser", "Tracker", "split_xy", "count_parameters"]
+__all__ = ["Localiser", "Tracker", "split_xy", "count_parameters", "template_landmarks"]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -87,17 +87,34 @@ class Tracker(nn.Module):
             nn.Linear(config.head, 2 * config.n_landmarks),
         )
         self.feature_size = c4 * size * size
-        # Landmarks are predicted as fractions of the crop (starting at its centre) and
-        # scaled to crop pixels in forward.
+        # Landmarks are predicted as fractions of the crop and scaled to crop pixels in
+        # forward. The output starts at a template ring: the ROI box is the ED landmark
+        # extent plus 30% each side, so the epicardium spans ~1/1.6 of the crop, centred.
         with torch.no_grad():
             self.head[-1].weight.mul_(0.1)
-            self.head[-1].bias.fill_(0.5)
+            self.head[-1].bias.copy_(template_landmarks(config.n_landmarks))
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         b, t, h, w = crops.shape
         feats = self.frame_fc(self.cnn(crops.reshape(b * t, 1, h, w))).reshape(b, t, -1)
         seq, _ = self.lstm(feats)
         return self.head(seq) * self.config.input_size
+
+
+def template_landmarks(n_landmarks: int = 168, septum_deg: float = 143.0) -> torch.Tensor:
+    """A mean-shape prior ``(2 * n,)`` (all x then all y), as fractions of the crop.
+
+    Rings from 0.7 to 1.0 of an epicardial radius of ``0.5 / 1.6`` of the crop, spoke 0 at
+    ``septum_deg`` (image coordinates), k clockwise as displayed (DESIGN.md).
+    """
+    n_k = n_landmarks // 7
+    k = torch.arange(n_k, dtype=torch.float32)
+    r = torch.arange(7, dtype=torch.float32)
+    ang = torch.deg2rad(torch.tensor(septum_deg)) + 2 * torch.pi * k / n_k
+    radius = (0.5 / 1.6) * (0.7 + 0.3 * r / 6)
+    x = 0.5 + radius[None, :] * torch.cos(ang)[:, None]
+    y = 0.5 + radius[None, :] * torch.sin(ang)[:, None]
+    return torch.cat([x.reshape(-1), y.reshape(-1)])
 
 
 def split_xy(flat: torch.Tensor, n_landmarks: int) -> torch.Tensor:

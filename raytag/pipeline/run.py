@@ -33,6 +33,8 @@ from raytag.pipeline.stages import DecodeSlices, PredictSlices, StrainQC
 __all__ = ["list_inputs", "build_index", "run_cohort", "read_results", "pool_size"]
 
 PARTITION_COLS = ["instance", "slice_label"]
+#: Memory reserved per decode task (bytes).
+DECODE_MEMORY_BYTES = 256 * 1024**2
 _PARTITIONING = pads.partitioning(
     pa.schema([("instance", pa.int64()), ("slice_label", pa.string())]), flavor="hive")
 
@@ -155,7 +157,11 @@ def run_cohort(
         ds = (
             ray.data.from_items([{"uri": u} for u in chunk_uris],
                                 override_num_blocks=max(1, len(chunk_uris) // decode_batch))
-            .map_batches(_decode, batch_size=decode_batch, batch_format="pyarrow", num_cpus=1)
+            # The memory reservation (a decoded participant needs ~50-100 MB) also keeps
+            # decoding in its own CPU tasks: with equal resource requests Ray Data would fuse
+            # it into the model actors, and decoding would then scale with the model pool.
+            .map_batches(_decode, batch_size=decode_batch, batch_format="pyarrow", num_cpus=1,
+                         memory=DECODE_MEMORY_BYTES)
             .map_batches(PredictSlices, fn_constructor_args=(weights,),
                          batch_size=predict_batch, batch_format="pyarrow",
                          compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
