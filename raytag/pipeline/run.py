@@ -34,7 +34,7 @@ __all__ = ["list_inputs", "build_index", "run_cohort", "read_results", "pool_siz
 
 PARTITION_COLS = ["instance", "slice_label"]
 #: Memory reserved per decode task (bytes).
-DECODE_MEMORY_BYTES = 256 * 1024**2
+DECODE_MEMORY_BYTES = 320 * 1024**2
 _PARTITIONING = pads.partitioning(
     pa.schema([("instance", pa.int64()), ("slice_label", pa.string())]), flavor="hive")
 
