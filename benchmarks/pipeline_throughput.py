@@ -97,6 +97,7 @@ def main() -> None:
     ap.add_argument("--memory", type=int, nargs="*", default=[50, 200])
     ap.add_argument("--weights", default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--memory-only", action="store_true", help="skip steps 1-3")
     args = ap.parse_args()
     scratch = tempfile.mkdtemp(prefix="raytag-pipe-")
 
@@ -109,18 +110,19 @@ def main() -> None:
     zips = storage.list_files(cohort, ".zip")
     result = {"machine": {"cpus": os.cpu_count(), "processor": platform.machine()},
               "participants": args.participants}
-    result["decode"] = decode_only(zips)
-    result["in_process"] = in_process(zips, args.weights)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    t0 = time.perf_counter()
-    summary = run_cohort(cohort, storage.join(scratch, "out"), weights=args.weights,
-                         echo=lambda s: None)
-    s = time.perf_counter() - t0
-    ok_frames = summary["by_status"].get("ok", 0) * 20
-    result["ray"] = {"seconds": s, "slices_per_s": summary["rows"] / s,
-                     "frames_per_s": ok_frames / s, "model_actors": summary["model_actors"]}
-    result["ray_vs_in_process"] = result["ray"]["slices_per_s"] / \
-        result["in_process"]["slices_per_s"]
+    if not args.memory_only:
+        result["decode"] = decode_only(zips)
+        result["in_process"] = in_process(zips, args.weights)
+        t0 = time.perf_counter()
+        summary = run_cohort(cohort, storage.join(scratch, "out"), weights=args.weights,
+                             echo=lambda s: None)
+        s = time.perf_counter() - t0
+        ok_frames = summary["by_status"].get("ok", 0) * 20
+        result["ray"] = {"seconds": s, "slices_per_s": summary["rows"] / s,
+                         "frames_per_s": ok_frames / s, "model_actors": summary["model_actors"]}
+        result["ray_vs_in_process"] = result["ray"]["slices_per_s"] / \
+            result["in_process"]["slices_per_s"]
     result["memory"] = []
     for n in args.memory:
         src = storage.join(scratch, f"mem{n}")

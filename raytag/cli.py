@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from raytag import __version__
@@ -50,16 +49,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import ray
-
+    from raytag.pipeline.cluster import ensure_ray
     from raytag.train.driver import KINDS, clean_run, prepare_datasets, train_network
 
     kinds = KINDS if args.kind == "both" else (args.kind,)
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(address=os.environ["RAY_ADDRESS"])
-        else:
-            ray.init(num_cpus=args.cpus, include_dashboard=False)
+    ensure_ray(num_cpus=args.cpus)
     datasets = prepare_datasets(args.data, seed=args.seed, limit=args.limit)
     counts = {k: v.count() for k, v in datasets.items()}
     print(f"raytag train: slices {counts}", file=sys.stderr)

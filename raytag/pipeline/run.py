@@ -15,7 +15,6 @@ otherwise starts a local Ray.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ import pyarrow.dataset as pads
 from raytag.io import storage
 from raytag.io.ukb_names import parse_zip_name
 from raytag.pipeline import telemetry
+from raytag.pipeline.cluster import ensure_ray
 from raytag.pipeline.ledger import Ledger, chunk_prefix
 from raytag.pipeline.stages import DecodeSlices, PredictSlices, StrainQC
 
@@ -96,17 +96,6 @@ def _strain(batch: pa.Table) -> pa.Table:
     return StrainQC()(batch)
 
 
-def _ensure_ray():
-    import ray
-
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
-        else:
-            ray.init(include_dashboard=False)
-    return ray
-
-
 def run_cohort(
     input_uri: str,
     output_uri: str,
@@ -121,7 +110,7 @@ def run_cohort(
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> dict:
     """Process a cohort into ``output_uri``; returns a summary dict (see :func:`summarise`)."""
-    ray = _ensure_ray()
+    import ray
     from ray.data import ActorPoolStrategy
     from ray.data.datasource import FilenameProvider
 
@@ -135,6 +124,7 @@ def run_cohort(
         def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
             return f"{self.prefix}_{write_uuid}_{task_index:06d}.parquet"
 
+    ensure_ray()
     t0 = time.perf_counter()
     inputs = list_inputs(input_uri)[:limit]
     ledger = Ledger(output_uri)

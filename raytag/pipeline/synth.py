@@ -17,6 +17,7 @@ from collections.abc import Callable
 from raytag.constants import TRUTH_FILE
 from raytag.io import storage
 from raytag.phantom.cohort import SynthConfig, truth_table, write_participants
+from raytag.pipeline.cluster import ensure_ray
 
 __all__ = ["synthesise", "default_workers", "SERIAL_BELOW"]
 
@@ -97,13 +98,7 @@ def synthesise(
 def _run_with_ray(chunks, config, out_uri, workers, report) -> list[dict]:
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        started = True
+    started = ensure_ray(num_cpus=workers)
     try:
         task = ray.remote(num_cpus=1, max_retries=3)(write_participants)
         config_ref = ray.put(config)

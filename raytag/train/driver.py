@@ -78,9 +78,12 @@ def prepare_datasets(data_uri: str, seed: int = 0, limit: int | None = None) -> 
         split = split_participants(eids, seed)
         source = ray.data.from_items([{"uri": z, "split": split[e]}
                                       for z, e in zip(zips, eids, strict=True)])
+        # Preprocessing finishes (materialize) before training starts, so it may use
+        # every CPU but one (kept for the driver and Ray Data's own bookkeeping).
+        readers = max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
         ds = source.map_batches(_PrepareSynthetic, fn_constructor_args=(
             storage.join(data_uri, TRUTH_FILE),), batch_size=4,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=1))
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=readers))
     ds = ds.materialize()
     return {s: ds.filter(lambda r, s=s: r["split"] == s).materialize()
             for s in ("train", "val", "test")}

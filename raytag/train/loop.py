@@ -95,7 +95,7 @@ def train_loop_per_worker(config: dict) -> None:
     if checkpoint:
         with checkpoint.as_directory() as d:
             state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu",
-                               weights_only=False)
+                               weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         start, best, stale = state["epoch"] + 1, state["best"], state["stale"]
