@@ -58,31 +58,6 @@ def test_result_row_for_ok_and_failed_records():
     assert b["es_circ_global"] == pytest.approx(float(strains["es_circ_global"]))
 
 
-def test_demo_end_to_end(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--participants", "2", "--seed", "3"]) == 0
-    printed = capsys.readouterr().out
-    assert "status {'ok': 6, 'failed': 1}" in printed and "not a zip archive" in printed
-    table = storage.read_table(out / "results" / "results.parquet")
-    assert table.schema == RESULTS_SCHEMA and table.num_rows == 7
-    rows = table.to_pylist()
-    failed = [r for r in rows if r["status"] == "failed"]
-    assert [(r["eid"], r["slice_index"]) for r in failed] == [("9000002", None)]
-    # Every good slice carries the truth's landmarks and strains (recomputed here).
-    truth = {(r["eid"], r["slice_index"]): r
-             for r in storage.read_table(out / "cohort" / "truth.parquet").to_pylist()}
-    for r in rows:
-        if r["status"] != "ok":
-            continue
-        t = truth[(r["eid"], r["slice_index"])]
-        assert r["landmarks_px"] == t["landmarks_px"] and r["bbox_px"] == t["bbox_px"]
-        pts = np.array(r["landmarks_px"]).reshape(20, 168, 2)
-        s = compute_strains(pts)
-        assert r["es_frame"] == s["es_frame"] == t["es_frame"]
-        assert r["es_circ_global"] == pytest.approx(float(s["es_circ_global"]), abs=1e-12)
-        assert r["slice_label"] in printed
-
-
 def test_inspect_json_and_exit_status(tmp_path, capsys):
     from raytag.phantom.cohort import SynthConfig, generate_participant
 
