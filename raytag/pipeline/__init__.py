@@ -1,1 +1,2 @@
-"""Ray-based drivers: parallel synthetic cohorts now; cohort processing (issue 6) later."""
+"""Ray drivers: cohort processing (:mod:`~raytag.pipeline.run`) and parallel synthetic
+cohorts (:mod:`~raytag.pipeline.synth`). Ray lives here, in ``raytag.train`` and ``jobs/``."""

@@ -12,7 +12,6 @@ Every stage catches per-row problems and turns them into ``failed`` rows with ``
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
@@ -50,17 +49,14 @@ OUTPUT_SCHEMA = RESULTS_SCHEMA.append(pa.field("decode_node", pa.string())) \
 _FRAME_SHAPE = (N_FRAMES, PAD_SIZE, PAD_SIZE)
 
 
-def _node() -> str:
-    return os.environ.get("RAYTAG_NODE_NAME") or socket.gethostname()
-
-
 def _node_id() -> str:
+    """The Ray node running this code (the host name outside Ray, e.g. in unit tests)."""
     try:
         import ray
 
         return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001 - outside Ray (tests of the stage alone)
-        return _node()
+    except Exception:  # noqa: BLE001
+        return socket.gethostname()
 
 
 def _record_row(rec: SliceRecord) -> dict:
