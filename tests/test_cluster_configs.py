@@ -1,0 +1,63 @@
+"""Cluster launcher config and runtime env: validated by Ray's own autoscaler schema."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def aws():
+    return yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
+
+
+def _validate(config: dict) -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(copy.deepcopy(config)))
+
+
+def test_aws_config_passes_rays_schema(aws):
+    _validate(aws)  # no cloud credentials needed: schema + node-type consistency
+
+
+@pytest.mark.parametrize("mutate,error", [
+    (lambda c: c["available_node_types"]["gpu"].__setitem__("max_workers", "eight"),
+     "is not of type 'integer'"),
+    (lambda c: c.__setitem__("head_node_type", "nope"), "head_node_type"),
+])
+def test_broken_aws_configs_are_rejected(aws, mutate, error):
+    bad = copy.deepcopy(aws)
+    mutate(bad)
+    with pytest.raises(Exception, match=error):
+        _validate(bad)
+
+
+def test_aws_config_semantics(aws):
+    assert aws["docker"]["image"] == f"rayproject/ray:{ray.__version__}-py311-gpu"
+    assert any("--shm-size" in o for o in aws["docker"]["run_options"])
+    head_start = " ".join(aws["head_start_ray_commands"])
+    assert "--num-cpus=0" in head_start and "--metrics-export-port" in head_start
+    assert "--metrics-export-port" in " ".join(aws["worker_start_ray_commands"])
+    types = aws["available_node_types"]
+    assert types["gpu"]["min_workers"] == 0 and types["gpu"]["max_workers"] > 0
+    assert types["gpu"]["node_config"]["InstanceType"].startswith(("g", "p"))
+    assert aws["idle_timeout_minutes"] > 0
+    text = (ROOT / "cluster" / "aws.yaml").read_text()
+    assert "RAY_AUTH_MODE" not in text  # token authentication stays on
+
+
+def test_runtime_env_is_valid_for_ray():
+    from ray.runtime_env import RuntimeEnv
+
+    env = yaml.safe_load((ROOT / "cluster" / "runtime_env.yaml").read_text())
+    RuntimeEnv(**env)  # raises on unknown fields or wrong types
+    pins = " ".join(env["pip"])
+    assert "ray" not in [p.split(">")[0].split("=")[0] for p in env["pip"]]  # image's Ray
+    assert "torch" in pins and "pydicom" in pins
