@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from raytag.phantom.cohort import SynthConfig
 from raytag.pipeline.synth import synthesise
@@ -26,17 +26,11 @@ from raytag.pipeline.synth import synthesise
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_head():
     # Private ports throughout, so another Ray on this machine (defaults) cannot collide.
-    ports = {"gcs": _free_port(), "dashboard": _free_port(), "metrics": _free_port(),
-             "agent": _free_port()}
+    ports = {"gcs": free_port(), "dashboard": free_port(), "metrics": free_port(),
+             "agent": free_port()}
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
     ray_bin = str(Path(sys.executable).with_name("ray"))
     # Token authentication stays on, as in the shipped configs: the head creates (or reuses)
