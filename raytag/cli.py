@@ -105,6 +105,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary["duplicate_keys"] == 0 else 1
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from raytag.analysis.report import build_report
+
+    try:
+        build_report(args.results, args.out, reference_uri=args.reference,
+                     groups_uri=args.groups, max_cases=args.max_cases, title=args.title)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"raytag report: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     from raytag.pipeline.run import build_index
 
@@ -238,6 +250,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="model actor pool size (default: one per GPU, or CPUs/2)")
     run.add_argument("--rows-per-file", type=int, default=2000)
     run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser(
+        "report", help="the study's tables and figures (HTML + CSV + JSON) from results",
+        description="Table 2 agreement, Bland-Altman, landmark RMSE and ROI IoU against a "
+        "reference (generator truth or manual analysis), Table 3 group differences from a "
+        "groups CSV, QC of the worst cases; distributions and outliers without a reference.")
+    report.add_argument("--results", required=True,
+                        help="results folder (partitioned, as raytag run writes) or Parquet file")
+    report.add_argument("--reference", default=None,
+                        help="reference table (e.g. a synthetic cohort's truth.parquet)")
+    report.add_argument("--groups", default=None,
+                        help="CSV: eid plus one 0/1 column per group flag (Table 3)")
+    report.add_argument("--out", required=True, help="output folder or s3:// prefix")
+    report.add_argument("--max-cases", type=int, default=12,
+                        help="QC cases drawn with their frames (default 12)")
+    report.add_argument("--title", default=None)
+    report.set_defaults(func=_cmd_report)
 
     index = sub.add_parser("index", help="write a manifest table of a cohort's zips",
                            description="List zips once (uri, eid, instance) so a large "

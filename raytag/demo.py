@@ -4,7 +4,9 @@
 2. ``raytag run``: Ray Data decode -> networks (actor pool) -> strain/QC -> partitioned
    Parquet, on a local Ray, with the shipped weights (or untrained ones, labelled so);
 3. a one-screen summary: rows by status, failure reasons, throughput, and agreement with
-   the generator's truth (ES circumferential and radial strain, bias +- SD per region).
+   the generator's truth (ES circumferential and radial strain, bias +- SD per region);
+4. ``raytag report`` against the truth, with the generator's covariate group as Table 3's
+   flag: ``<out>/report/report.html``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from raytag.analysis.report import build_report
 from raytag.constants import N_FRAMES, SLICE_LABELS, TRUTH_FILE
 from raytag.io import storage
 from raytag.models.weights import UNTRAINED
@@ -57,11 +60,11 @@ def run_demo(
     """Run the demo; returns the summary (also printed through ``echo``)."""
     t0 = time.perf_counter()
     cohort, results_uri = storage.join(out_dir, "cohort"), storage.join(out_dir, "results")
-    echo(f"[1/3] raytag synth: {n_participants} participants with injected faults -> {cohort}")
+    echo(f"[1/4] raytag synth: {n_participants} participants with injected faults -> {cohort}")
     synth = synthesise(cohort, SynthConfig(n_participants, seed=seed, faults=DEMO_FAULTS),
                        workers=1, echo=lambda s: None)
     echo(f"      faults: {synth['faults'] or 'none drawn'}")
-    echo(f"[2/3] raytag run: Ray Data pipeline -> {results_uri}")
+    echo(f"[2/4] raytag run: Ray Data pipeline -> {results_uri}")
     t_run = time.perf_counter()
     summary = run_cohort(cohort, results_uri, weights=weights, echo=lambda s: echo("      " + s))
     run_seconds = time.perf_counter() - t_run
@@ -73,12 +76,30 @@ def run_demo(
         "run_seconds": round(run_seconds, 2),
         "slices_per_s": round(summary["rows"] / run_seconds, 2),
         "frames_per_s": round(frames / run_seconds, 1),
-        "seconds": round(time.perf_counter() - t0, 2),
         "untrained": any(UNTRAINED in v for v in summary["model_versions"]),
     }
-    echo("[3/3] summary")
+    echo("[3/4] summary")
     echo(_format(summary))
+    groups_uri = storage.join(out_dir, "groups.csv")
+    storage.write_bytes(groups_uri, _groups_csv(truth))
+    echo("[4/4] raytag report: tables and figures against the truth")
+    report = build_report(results_uri, storage.join(out_dir, "report"),
+                          reference_uri=storage.join(cohort, TRUTH_FILE), groups_uri=groups_uri,
+                          title=f"raytag demo: {n_participants} synthetic participants",
+                          echo=lambda s: None)
+    summary["report"] = report["html"]
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    echo(f"      report: {report['html']}")
+    echo(f"raytag demo: done in {summary['seconds']} s")
     return summary
+
+
+def _groups_csv(truth) -> bytes:
+    """Table 3's groups file from the generator's covariate group (one flag: impaired)."""
+    seen = {}
+    for r in truth.select(["eid", "group"]).to_pylist():
+        seen.setdefault(r["eid"], r["group"] == "impaired")
+    return ("eid,impaired\n" + "".join(f"{e},{int(v)}\n" for e, v in seen.items())).encode()
 
 
 def _format(s: dict) -> str:

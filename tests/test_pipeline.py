@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -248,3 +249,21 @@ def test_index_manifest_input_and_demo(cohort, tmp_path, ray_local, capsys):
     assert demo["duplicate_keys"] == 0 and demo["participants"] == 4
     assert set(demo["agreement"]) <= {"basal", "mid", "apical"}
     assert np.isfinite(demo["slices_per_s"])
+    # the demo ends with the report; its Table 2 recomputed from the results and the truth
+    assert demo["report"] in printed and os.path.exists(demo["report"])
+    doc = json.loads(open(os.path.join(os.path.dirname(demo["report"]), "report.json")).read())
+    truth = {(r["eid"], r["slice_index"]): r for r in storage.read_table(
+        str(tmp_path / "demo" / "cohort" / "truth.parquet")).to_pylist()}
+    ok = [r for r in read_results(str(tmp_path / "demo" / "results")).to_pylist()
+          if r["status"] == "ok"]
+    for row in doc["tables"]["agreement"]:
+        d = [r[row["column"]] - truth[(r["eid"], r["slice_index"])][row["column"]]
+             for r in ok if r["slice_label"] == row["region"]]
+        assert row["n"] == len(d)
+        if d:
+            assert row["bias"] == pytest.approx(statistics.mean(d), abs=1e-12)
+        if len(d) > 1:
+            assert row["precision"] == pytest.approx(statistics.stdev(d), abs=1e-12)
+        if row["strain"] == "Circ global" and d:
+            assert demo["agreement"][row["region"]]["es_circ_global"][0] == pytest.approx(
+                row["bias"], abs=1e-12)

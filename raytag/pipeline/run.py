@@ -21,9 +21,9 @@ from collections import Counter
 from collections.abc import Callable
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from raytag.io import storage
+from raytag.io.tables import PARTITION_COLS, read_results
 from raytag.io.ukb_names import parse_zip_name
 from raytag.pipeline import telemetry
 from raytag.pipeline.cluster import ensure_ray
@@ -32,11 +32,8 @@ from raytag.pipeline.stages import DecodeSlices, PredictSlices, StrainQC
 
 __all__ = ["list_inputs", "build_index", "run_cohort", "read_results", "pool_size"]
 
-PARTITION_COLS = ["instance", "slice_label"]
 #: Memory reserved per decode task (bytes).
 DECODE_MEMORY_BYTES = 320 * 1024**2
-_PARTITIONING = pads.partitioning(
-    pa.schema([("instance", pa.int64()), ("slice_label", pa.string())]), flavor="hive")
 
 
 def _key(uri: str) -> tuple[str, int | None]:
@@ -62,15 +59,6 @@ def build_index(input_uri: str, out_uri: str) -> int:
                       "instance": pa.array([k[1] for k in keys], pa.int64())})
     storage.write_table(table, out_uri)
     return table.num_rows
-
-
-def read_results(output_uri: str, columns: list[str] | None = None) -> pa.Table:
-    """The committed results of a run (hive partitions restored; staging ignored)."""
-    sp = storage.resolve(output_uri)
-    dataset = pads.dataset(sp.path, filesystem=sp.filesystem, format="parquet",
-                           partitioning=_PARTITIONING,
-                           exclude_invalid_files=True, ignore_prefixes=["_", "."])
-    return dataset.to_table(columns=columns)
 
 
 def pool_size(resources: dict, requested: int | None = None) -> tuple[int, dict]:

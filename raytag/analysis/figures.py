@@ -1,0 +1,206 @@
+"""The report's figures, each returned as PNG bytes (matplotlib Agg; no pyplot state).
+
+Inputs are the rows and pairs of :mod:`raytag.analysis.tables`. Strain axes are Green
+strain (dimensionless), frames are cine frame indices (0 = ED). Images are drawn with
+``imshow``'s default extent so pixel centres sit at integer coordinates, the landmark
+convention (x = column, y = row, 0-based; see :mod:`raytag.phantom.preview`).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from raytag.analysis.stats import LOA_Z, mean_sd
+from raytag.analysis.tables import REGIONS, STRAINS
+from raytag.constants import N_LANDMARKS, STATUS_OK
+from raytag.phantom.preview import _zoom_window
+
+__all__ = ["bland_altman_png", "distribution_png", "curves_png", "qc_case_png", "to_png"]
+
+DPI = 90
+PRED_COLOR = "#e8442e"
+REF_COLOR = "#1f9bde"
+
+
+def to_png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _value(row: Mapping, col: str) -> float:
+    v = row.get(col)
+    return math.nan if v is None else float(v)
+
+
+def bland_altman_png(pairs: Sequence[Mapping]) -> bytes:
+    """One panel per strain (rows) and region (columns): difference (pred - ref) against
+    the mean of the two, with the bias and the 95% limits of agreement (bias +- 1.96 SD)."""
+    fig = Figure(figsize=(3.2 * len(REGIONS), 2.4 * len(STRAINS)))
+    axes = fig.subplots(len(STRAINS), len(REGIONS), squeeze=False)
+    for i, (col, name) in enumerate(STRAINS.items()):
+        for j, region in enumerate(REGIONS):
+            ax = axes[i, j]
+            sub = [p for p in pairs if p["slice_label"] == region]
+            pred = np.array([_value(p["pred"], col) for p in sub])
+            ref = np.array([p["ref_strains"][col] for p in sub])
+            keep = np.isfinite(pred) & np.isfinite(ref)
+            mean, diff = (pred[keep] + ref[keep]) / 2, pred[keep] - ref[keep]
+            ax.scatter(mean, diff, s=9, color="#333333", alpha=0.7, gid="points")
+            bias, sd = mean_sd(diff)
+            if math.isfinite(bias):
+                ax.axhline(bias, color=PRED_COLOR, lw=1.2)
+            if math.isfinite(sd):
+                for lim in (bias - LOA_Z * sd, bias + LOA_Z * sd):
+                    ax.axhline(lim, color=PRED_COLOR, lw=0.9, ls="--")
+                ax.set_title(f"{name}, {region}\nbias {bias:+.3f}, LoA +-{LOA_Z * sd:.3f}",
+                             fontsize=8)
+            else:
+                ax.set_title(f"{name}, {region} (n={int(keep.sum())})", fontsize=8)
+            ax.axhline(0, color="#999999", lw=0.6)
+            ax.tick_params(labelsize=7)
+            if i == len(STRAINS) - 1:
+                ax.set_xlabel("mean of predicted and reference", fontsize=7)
+            if j == 0:
+                ax.set_ylabel("predicted - reference", fontsize=7)
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def distribution_png(results: Sequence[Mapping]) -> bytes:
+    """ES strain per region (box plots with the points), one panel per strain."""
+    ok = [r for r in results if r.get("status") == STATUS_OK]
+    fig = Figure(figsize=(3.0 * len(STRAINS), 3.0))
+    axes = fig.subplots(1, len(STRAINS), squeeze=False)[0]
+    rng = np.random.default_rng(0)  # jitter only; fixed so the report is reproducible
+    for ax, (col, name) in zip(axes, STRAINS.items(), strict=True):
+        data = []
+        for region in REGIONS:
+            v = np.array([_value(r, col) for r in ok if r.get("slice_label") == region])
+            data.append(v[np.isfinite(v)])
+        ax.boxplot(data, showfliers=False)
+        ax.set_xticks(range(1, len(REGIONS) + 1), REGIONS, fontsize=7)
+        for k, v in enumerate(data, start=1):
+            ax.scatter(k + rng.uniform(-0.15, 0.15, v.size), v, s=6, alpha=0.5,
+                       color=PRED_COLOR)
+        ax.set_title(f"ES {name}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def _curve_band(ax, curves: list[np.ndarray], color: str, label: str, ls: str = "-"):
+    if not curves:
+        return
+    c = np.array(curves, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        m = np.nanmean(c, axis=0) if np.isfinite(c).any() else np.full(c.shape[1], np.nan)
+        s = np.nanstd(c, axis=0)
+    t = np.arange(c.shape[1])
+    ax.plot(t, m, color=color, ls=ls, lw=1.4, label=f"{label} (n={len(curves)})")
+    ax.fill_between(t, m - s, m + s, color=color, alpha=0.15)
+
+
+def _curve(row: Mapping | None, name: str) -> np.ndarray | None:
+    if row is None or not row.get(name):
+        return None
+    return np.array(row[name], dtype=np.float64)
+
+
+def curves_png(results: Sequence[Mapping], pairs: Sequence[Mapping] | None = None) -> bytes:
+    """Mean +- SD strain curves per region (global circ and radial), predicted and, with a
+    reference, the reference's curves dashed."""
+    ok = [r for r in results if r.get("status") == STATUS_OK]
+    fig = Figure(figsize=(3.2 * len(REGIONS), 5.0))
+    axes = fig.subplots(2, len(REGIONS), squeeze=False)
+    for j, region in enumerate(REGIONS):
+        for i, name in enumerate(("circ_global", "radial")):
+            ax = axes[i, j]
+            pred = [c for r in ok if r.get("slice_label") == region
+                    and (c := _curve(r, name)) is not None]
+            _curve_band(ax, pred, PRED_COLOR, "predicted")
+            if pairs:
+                ref = [c for p in pairs if p["slice_label"] == region
+                       and (c := _curve(p["ref"], name)) is not None]
+                _curve_band(ax, ref, REF_COLOR, "reference", ls="--")
+            ax.set_title(f"{name.replace('_', ' ')}, {region}", fontsize=8)
+            ax.axhline(0, color="#999999", lw=0.6)
+            ax.tick_params(labelsize=7)
+            ax.legend(fontsize=6, loc="best")
+            if i == 1:
+                ax.set_xlabel("frame", fontsize=7)
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def _px(row: Mapping | None) -> np.ndarray | None:
+    if row is None or not row.get("landmarks_px"):
+        return None
+    return np.array(row["landmarks_px"], dtype=np.float64).reshape(-1, N_LANDMARKS, 2)
+
+
+def qc_case_png(case: Mapping, frames: np.ndarray | None) -> bytes:
+    """ED and ES frames with predicted (red) and reference (blue) landmarks, and the strain
+    curves of both. ``frames``: ``(T, rows, cols)`` of the slice, or None when the source
+    cannot be read (the landmark panels then show the points alone)."""
+    pred, ref = case["pair"]["pred"], case["pair"]["ref"]
+    lp, lr = _px(pred), _px(ref)
+    es_p = pred.get("es_frame")
+    es = (ref.get("es_frame") if ref is not None and ref.get("es_frame") is not None
+          else es_p)
+    es = 0 if es is None else int(es)
+    fig = Figure(figsize=(10.5, 3.3))
+    axes = fig.subplots(1, 3)
+    for ax, t, label in ((axes[0], 0, "ED"), (axes[1], es, f"ES (frame {es})")):
+        shown = [p[t] for p in (lp, lr) if p is not None and t < len(p)]
+        if frames is not None and t < len(frames):
+            img = np.asarray(frames[t], dtype=np.float64)
+            lo, hi = np.percentile(img, [1, 99.5])
+            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1,
+                      interpolation="nearest", gid="frame")
+        if shown:
+            pts = np.concatenate(shown)
+            box = pred.get("bbox_px")
+            finite = pts[np.isfinite(pts).all(axis=1)]
+            if box is None and finite.size:
+                box = [*finite.min(axis=0), *finite.max(axis=0)]
+            if box is not None:
+                shape = frames.shape[1:] if frames is not None else (
+                    int(np.nanmax(pts[:, 1])) + 20, int(np.nanmax(pts[:, 0])) + 20)
+                xlo, xhi, ylo, yhi = _zoom_window(np.array(box, dtype=float), pts, shape)
+                ax.set_xlim(xlo, xhi)
+                ax.set_ylim(yhi, ylo)
+        for p, color, name in ((lp, PRED_COLOR, "predicted"), (lr, REF_COLOR, "reference")):
+            if p is not None and t < len(p):
+                ax.scatter(p[t, :, 0], p[t, :, 1], s=5, color=color, label=name)
+        ax.set_title(label, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].legend(fontsize=6, loc="lower left")
+    ax = axes[2]
+    for name, ls in (("circ_global", "-"), ("radial", ":")):
+        for row, color, who in ((pred, PRED_COLOR, "pred"), (ref, REF_COLOR, "ref")):
+            c = _curve(row, name)
+            if c is not None:
+                ax.plot(np.arange(c.size), c, color=color, ls=ls, lw=1.3,
+                        label=f"{who} {name.replace('_', ' ')}")
+    ax.axhline(0, color="#999999", lw=0.6)
+    ax.set_xlabel("frame", fontsize=7)
+    ax.set_ylabel("Green strain", fontsize=7)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6)
+    eid, inst, idx = case["key"]
+    fig.suptitle(f"{eid} instance {inst} {case['slice_label']}: "
+                 + "; ".join(case["reasons"]), fontsize=8)
+    fig.tight_layout()
+    return to_png(fig)
+
+
