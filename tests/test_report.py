@@ -10,6 +10,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -349,3 +350,11 @@ def test_report_renders_in_headless_chromium(synthetic_run, tmp_path):
     assert n_img >= 3
     assert attrs.get("images") == str(n_img) and attrs.get("images-ok") == str(n_img), attrs
     assert "errors" not in attrs, attrs["errors"]
+
+
+def test_analysis_imports_neither_ray_nor_torch():
+    code = ("import sys, raytag.analysis.report, raytag.io.tables; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'torch'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
