@@ -44,6 +44,11 @@ def test_aws_config_semantics(aws):
     assert any("--shm-size" in o for o in aws["docker"]["run_options"])
     head_start = " ".join(aws["head_start_ray_commands"])
     assert "--num-cpus=0" in head_start and "--metrics-export-port" in head_start
+    # the dashboard embeds Grafana from cluster/monitoring.sh, which runs from the synced repo
+    assert "RAY_GRAFANA_HOST=http://127.0.0.1:3000" in head_start
+    assert "RAY_PROMETHEUS_HOST=http://127.0.0.1:9090" in head_start
+    assert aws["file_mounts"]["/home/ray/raytag"] == "."
+    assert (ROOT / "cluster" / "monitoring.sh").is_file()
     assert "--metrics-export-port" in " ".join(aws["worker_start_ray_commands"])
     types = aws["available_node_types"]
     assert types["gpu"]["min_workers"] == 0 and types["gpu"]["max_workers"] > 0

@@ -20,9 +20,6 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from raytag.phantom.cohort import SynthConfig
-from raytag.pipeline.synth import synthesise
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,7 +42,7 @@ def ray_head():
          "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     try:
-        yield f"http://127.0.0.1:{ports['dashboard']}", ports, env
+        yield f"http://127.0.0.1:{ports['dashboard']}", ports, env, temp_dir
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -93,21 +90,32 @@ def _scrape(port: int) -> str:
         return ""
 
 
-def test_cohort_job_through_the_job_api(ray_head, tmp_path):
-    from raytag.pipeline.run import read_results
-
-    url, ports, env = ray_head
-    cohort, out = tmp_path / "cohort", tmp_path / "results"
-    synthesise(str(cohort), SynthConfig(6, seed=12, faults={"corrupt_zip": 0.2}), workers=1)
-    job_id = f"raytag-test-{os.getpid()}"
-    entry = (f"{sys.executable} {ROOT / 'jobs' / 'process_cohort.py'} --input {cohort} "
-             f"--output {out} --chunk 2")
+def _submit(url: str, env: dict, entry: str, job_id: str) -> dict:
     done = subprocess.run([sys.executable, "-c", _CLIENT, url, entry, job_id], env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["status"].endswith("SUCCEEDED"), report["logs"]
     assert report["duplicate_rejected"]  # a stable submission id makes resubmission safe
+    return report
+
+
+def test_synth_and_cohort_jobs_through_the_job_api(ray_head, tmp_path):
+    from raytag.io import storage
+    from raytag.pipeline.run import read_results
+
+    url, ports, env, temp_dir = ray_head
+    cohort, out = tmp_path / "cohort", tmp_path / "results"
+    # 1. a synthetic cohort, written by a job (Ray tasks on the cluster)
+    _submit(url, env, f"{sys.executable} {ROOT / 'jobs' / 'synth_cohort.py'} --participants 6 "
+            f"--seed 12 --faults corrupt_zip=0.2 --out {cohort} --workers 2",
+            f"raytag-synth-{os.getpid()}")
+    truth = storage.read_table(str(cohort / "truth.parquet"))
+    assert len(set(truth.column("eid").to_pylist())) == 6
+    # 2. the cohort through the pipeline, as a second job
+    report = _submit(url, env, f"{sys.executable} {ROOT / 'jobs' / 'process_cohort.py'} "
+                     f"--input {cohort} --output {out} --chunk 2",
+                     f"raytag-cohort-{os.getpid()}")
     assert '"duplicate_keys": 0' in report["logs"]
     table = read_results(str(out))
     keys = list(zip(table.column("eid").to_pylist(), table.column("slice_index").to_pylist(),
@@ -122,3 +130,16 @@ def test_cohort_job_through_the_job_api(ray_head, tmp_path):
         time.sleep(2)
     assert "ray_raytag_slices_total" in text
     assert "ray_raytag_stage_seconds_bucket" in text
+    # ... with the SessionName label the dashboards filter on
+    series = [line for line in text.splitlines() if line.startswith("ray_raytag_slices_total{")]
+    assert series and all('SessionName="session_' in line for line in series), series[:3]
+    # cluster/monitoring.sh provisions raytag's dashboard into this head's generated Grafana
+    # config, beside the Prometheus config Ray generated for the session
+    session = Path(temp_dir) / "session_latest" / "metrics"
+    done = subprocess.run(["bash", str(ROOT / "cluster" / "monitoring.sh")],
+                          env=dict(os.environ, RAY_TMP=temp_dir, RAYTAG_PROVISION_ONLY="1"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    provisioned = session / "grafana" / "dashboards" / "raytag.json"
+    assert provisioned.read_bytes() == (ROOT / "dashboards" / "raytag.json").read_bytes()
+    assert (session / "prometheus" / "prometheus.yml").is_file()

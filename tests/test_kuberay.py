@@ -425,3 +425,34 @@ def test_mutated_rayjob_rejected(rayjob, mutate):
     mutate(doc["spec"])
     with pytest.raises((jsonschema.ValidationError, AssertionError)):
         validate(doc)
+
+
+def _ray_containers(spec: dict):
+    yield spec["headGroupSpec"]["rayStartParams"], spec["headGroupSpec"]["template"]["spec"][
+        "containers"][0]
+    for group in spec["workerGroupSpecs"]:
+        yield group["rayStartParams"], group["template"]["spec"]["containers"][0]
+
+
+def test_pod_monitor_scrapes_every_ray_pod(raycluster, rayjob):
+    """monitoring.yaml's PodMonitor reaches the metrics agent of every Ray container of both
+    manifests: selected by KubeRay's pod label, through a named port that is the group's
+    metrics-export-port."""
+    (mon,) = _load("monitoring.yaml")
+    assert mon["apiVersion"] == "monitoring.coreos.com/v1" and mon["kind"] == "PodMonitor"
+    assert mon["metadata"]["labels"]["release"] == "prometheus"
+    assert mon["spec"]["selector"] == {"matchLabels": {"ray.io/is-ray-node": "yes"}}
+    (endpoint,) = mon["spec"]["podMetricsEndpoints"]
+    for doc in (raycluster["spec"], rayjob["spec"]["rayClusterSpec"]):
+        for params, container in _ray_containers(doc):
+            ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+            assert endpoint["port"] in ports, container["name"]
+            assert str(ports[endpoint["port"]]) == params["metrics-export-port"]
+
+
+def test_head_embeds_grafana_from_the_monitoring_stack(raycluster):
+    env = {e["name"]: e.get("value") for e in
+           raycluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["RAY_PROMETHEUS_HOST"].startswith("http://prometheus-kube-prometheus-prometheus.")
+    assert env["RAY_GRAFANA_HOST"].startswith("http://prometheus-grafana.")
+    assert env["RAY_GRAFANA_IFRAME_HOST"] == "http://127.0.0.1:3000"  # the port-forward
