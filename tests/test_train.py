@@ -136,7 +136,8 @@ def test_localiser_augmentation_keeps_the_box_on_the_object():
 
 
 def test_ddp_training_resume_and_predictor(cohort, tmp_path, ray_local):
-    """Two CPU workers (gloo DDP): loss goes down, checkpoints load, a rerun resumes."""
+    """Two CPU workers (gloo DDP): a worker that dies is restarted from the latest checkpoint
+    (FailureConfig), loss goes down, checkpoints load, a rerun resumes."""
     from raytag.models.checkpoint import load_checkpoint
     from raytag.models.predictor import Predictor
     from raytag.train.driver import prepare_datasets, train_network
@@ -146,8 +147,12 @@ def test_ddp_training_resume_and_predictor(cohort, tmp_path, ray_local):
     assert datasets["train"].count() >= 6 and datasets["val"].count() >= 1
     runs, out = str(tmp_path / "runs"), str(tmp_path / "models")
     kw = dict(preset="lite", workers=2, batch_size=2, seed=0, augment=False, out_dir=out)
-    first = train_network("tracker", datasets, runs, "t", epochs=2, lr=2e-3, **kw)
-    assert first["last"]["epoch"] == 2 and first["last"]["resumed_from"] == 0
+    marker = tmp_path / "failed-once"
+    first = train_network("tracker", datasets, runs, "t", epochs=2, lr=2e-3, **kw,
+                          inject_failure={"epoch": 1, "rank": 1, "marker": str(marker)})
+    assert marker.exists()  # rank 1 did die after epoch 1 ...
+    # ... and the group was restarted from epoch 1's checkpoint, not from scratch
+    assert first["last"]["epoch"] == 2 and first["last"]["resumed_from"] == 1
     again = train_network("tracker", datasets, runs, "t", epochs=4, lr=2e-3, **kw)
     assert again["last"]["resumed_from"] == 2 and again["last"]["epoch"] == 4
     assert again["last"]["train_loss"] < first["last"]["train_loss"]

@@ -106,9 +106,15 @@ def train_network(
     training: dict | None = None,
     out_dir: str | None = None,
     augment: dict | bool | None = None,
+    inject_failure: dict | None = None,
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> dict:
-    """Train one network with ``TorchTrainer``; returns the best metrics and exported path."""
+    """Train one network with ``TorchTrainer``; returns the best metrics and exported path.
+
+    ``inject_failure`` (tests and chaos drills only): ``{"epoch", "rank", "marker"}`` makes
+    that worker raise once after that epoch, so ``FailureConfig`` must restart the group
+    from the latest checkpoint.
+    """
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -120,7 +126,7 @@ def train_network(
     config = {"kind": kind, "preset": preset, "epochs": epochs, "batch_size": batch_size,
               "lr": lr, "seed": seed, "patience": patience,
               "augment": {} if augment is None else augment,
-              "training": training or {}}
+              "training": training or {}, "inject_failure": inject_failure}
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,

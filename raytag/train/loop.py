@@ -75,6 +75,19 @@ def validate(kind: str, model: torch.nn.Module, batches, device) -> dict:
     return metrics
 
 
+def _maybe_inject_failure(spec: dict | None, epoch: int, rank: int) -> None:
+    """Chaos drill / test hook: ``{"epoch": e, "rank": r, "marker": path}`` makes worker
+    ``r`` raise once, after epoch ``e`` is reported on every worker; the marker file (on
+    storage every worker sees) records that it happened so the restarted worker carries on."""
+    if not spec or epoch != spec["epoch"] or rank != spec["rank"]:
+        return
+    if os.path.exists(spec["marker"]):
+        return
+    with open(spec["marker"], "w") as f:
+        f.write(f"failed after epoch {epoch} on rank {rank}\n")
+    raise RuntimeError(f"injected worker failure after epoch {epoch} on rank {rank}")
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point. ``config``: kind, preset, epochs, batch_size, lr, seed,
     patience, augment (dict of overrides, or False for none), strain_weight, training
@@ -158,5 +171,6 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report(metrics)
         if dist.is_available() and dist.is_initialized():
             dist.broadcast(stop, src=0)  # every worker leaves together (DDP needs it)
+        _maybe_inject_failure(config.get("inject_failure"), epoch, rank)
         if stop.item():
             break
