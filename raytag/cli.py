@@ -10,6 +10,7 @@ import json
 import sys
 
 from raytag import __version__
+from raytag.constants import REFINE_PASSES
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -80,7 +81,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from raytag.models.predictor import Predictor
     from raytag.train.evaluate import evaluate, format_table, labelled_split, write_report
 
-    predictor = Predictor.from_checkpoints(args.localiser, args.tracker)
+    predictor = Predictor.from_checkpoints(args.localiser, args.tracker,
+                                           refine_passes=args.refine_passes)
     items = labelled_split(args.data, args.split, args.seed, args.limit)
     metrics = evaluate(predictor, items)
     if args.out:
@@ -228,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="all", choices=("all", "train", "val", "test"))
     ev.add_argument("--seed", type=int, default=0, help="the training split seed")
     ev.add_argument("--limit", type=int, default=None)
+    ev.add_argument("--refine-passes", type=int, default=REFINE_PASSES,
+                    help="tracker passes on the box re-fitted to the tracked ED landmarks "
+                    f"(default {REFINE_PASSES}; 0 = the paper's single pass)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and metrics.md")
     ev.set_defaults(func=_cmd_evaluate)
 

@@ -28,6 +28,10 @@ CROP_SIZE = 128
 #: The ROI box is the ED landmark extent enlarged by this fraction of its size on each side.
 ROI_MARGIN = 0.30
 
+#: Beyond the paper: tracker passes re-run on the box recomputed from the tracked ED
+#: landmarks (raytag.models.predictor.Predictor); measured in the weights' model card.
+REFINE_PASSES = 1
+
 # --- UK Biobank ------------------------------------------------------------------------
 #: UK Biobank data field of the CMR tagging zips.
 UKB_FIELD_TAGGING = 20211

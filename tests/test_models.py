@@ -276,3 +276,54 @@ def test_predictor_from_checkpoints_on_mixed_matrix_sizes(tmp_path, synthetic):
     with pytest.raises(ValueError, match="not ok"):
         pred.predict([records[0].__class__("9000001", 2, 1).fail("x")])
     assert storage.read_bytes(tmp_path / "t.pt")[:2] == b"PK"  # torch's zip container
+
+
+def test_refinement_pass_recrops_on_the_tracked_ed_landmarks(synthetic):
+    """refine_passes=1: the second tracker pass sees the crop of roi_box(first-pass ED
+    landmarks); at the truth (the localiser already gives that box) it is a fixed point."""
+    records, gp = synthetic
+    rec, truth = records[0], gp.images[0]["landmarks"]  # (20, 168, 2) original px
+    (r_off, c_off) = geometry.pad_offsets(rec.shape)
+    shift = np.array([c_off, r_off], dtype=float)
+    true_box = geometry.roi_box(truth[0] + shift)[None]
+    crop = np.nan_to_num(geometry.points_to_crop((truth + shift)[None], true_box))
+    seen = []
+
+    class Spy(_OracleTracker):
+        def forward(self, crops):
+            seen.append(crops.clone())
+            return super().forward(crops)
+
+    # 1. a tracker whose first answer is shrunk towards the crop centre: the second pass
+    #    must crop around roi_box(first answer's ED landmarks), and its answer is the output
+    class TwoAnswers(Spy):
+        def forward(self, crops):
+            out = super().forward(crops)
+            return out if len(seen) > 1 else 64 + 0.8 * (out - 64)
+
+    box = true_box
+    pred = Predictor(_OracleLocaliser(box), TwoAnswers(crop), device="cpu", refine_passes=1)
+    out = pred.predict([rec])
+    assert len(seen) == 2
+    pass1 = geometry.points_from_crop(64 + 0.8 * (crop - 64), box)
+    refined = geometry.roi_box(pass1[:, 0])
+    assert np.abs(refined - box).max() > 5  # the refined box really is another box
+    np.testing.assert_allclose(out.bbox_px + np.concatenate([shift, shift]), refined,
+                               atol=1e-3)
+    valid = rec.frame_valid
+    expected = geometry.points_from_crop(crop, refined)[0] - shift
+    np.testing.assert_allclose(out.landmarks_px[0][valid], expected[valid], atol=1e-3)
+    from raytag.models.normalise import NORMALISATION
+
+    padded, _ = geometry.pad_to_square(rec.frames)
+    norm = normalise_cines(torch.as_tensor(padded[None]), torch.as_tensor(
+        rec.frame_valid[None]), NORMALISATION).numpy()
+    np.testing.assert_allclose(seen[1].numpy(), geometry.crop_resample(norm, refined),
+                               atol=1e-4)
+    # 2. at the truth box the refinement changes nothing
+    seen.clear()
+    exact = Predictor(_OracleLocaliser(true_box), Spy(crop), device="cpu", refine_passes=1)
+    out = exact.predict([rec])
+    np.testing.assert_allclose(out.landmarks_px[0][valid], truth[valid], atol=1e-3)
+    with pytest.raises(ValueError, match="refine_passes"):
+        Predictor(_OracleLocaliser(true_box), Spy(crop), device="cpu", refine_passes=-1)

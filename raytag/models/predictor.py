@@ -70,6 +70,13 @@ class Predictor:
 
     ``amp``: autocast dtype on CUDA (``torch.bfloat16`` default, ``torch.float16`` or None
     for fp32); ignored on CPU, where fp32 is both faster and exact.
+
+    ``refine_passes`` (beyond the paper): after tracking, the ROI box is recomputed from the
+    tracked ED landmarks (:func:`raytag.geometry.roi_box`, the rule that made the training
+    boxes) and the tracker runs again on that crop, this many times. The tracker was trained
+    on crops around truth boxes, so a localiser error (anisotropic especially) shows up as
+    a distorted crop it has not seen; one pass re-centres the crop on what it tracked.
+    Each pass costs one more tracker forward. The reported box is the last one used.
     """
 
     def __init__(
@@ -80,7 +87,11 @@ class Predictor:
         model_version: str = "untrained",
         device: str | torch.device | None = None,
         amp: torch.dtype | None = torch.bfloat16,
+        refine_passes: int = 0,
     ):
+        if refine_passes < 0:
+            raise ValueError("refine_passes must be >= 0")
+        self.refine_passes = int(refine_passes)
         self.device = torch.device(device) if device is not None else _default_device()
         self.localiser = localiser.eval().to(self.device)
         self.tracker = tracker.eval().to(self.device)
@@ -92,7 +103,8 @@ class Predictor:
 
     @classmethod
     def from_checkpoints(cls, localiser_uri: str, tracker_uri: str, device=None,
-                         amp: torch.dtype | None = torch.bfloat16) -> Predictor:
+                         amp: torch.dtype | None = torch.bfloat16,
+                         refine_passes: int = 0) -> Predictor:
         loc: Checkpoint = load_checkpoint(localiser_uri, kind="localiser")
         trk: Checkpoint = load_checkpoint(tracker_uri, kind="tracker")
         if loc.normalisation != trk.normalisation:
@@ -100,7 +112,10 @@ class Predictor:
                 f"checkpoints disagree on normalisation: {loc.normalisation} vs "
                 f"{trk.normalisation}")
         version = f"raytag-{__version__} {loc.version} {trk.version}"
-        return cls(loc.model, trk.model, trk.normalisation, version, device, amp)
+        if refine_passes:
+            version += f" refine{refine_passes}"
+        return cls(loc.model, trk.model, trk.normalisation, version, device, amp,
+                   refine_passes)
 
     # -- the batched core ---------------------------------------------------------------
 
@@ -119,6 +134,22 @@ class Predictor:
         with torch.inference_mode(), self._autocast():
             boxes = self.localiser(x[:, :1]).float().cpu().numpy().astype(np.float64)
         boxes = _sanitise_boxes(boxes)
+        points = self._track(x, boxes)
+        for _ in range(self.refine_passes):
+            refined = geometry.roi_box(points[:, 0])
+            # keep the previous box where the ED landmarks give none (NaN or collapsed)
+            ok = np.isfinite(refined).all(axis=1) & (refined[:, 2] - refined[:, 0] > 1) \
+                & (refined[:, 3] - refined[:, 1] > 1)
+            if not ok.any():
+                break
+            boxes = np.where(ok[:, None], refined, boxes)
+            points = np.where(ok[:, None, None, None], self._track(x, boxes), points)
+        points[~np.asarray(frame_valid, dtype=bool)] = np.nan
+        return boxes, points
+
+    def _track(self, x: torch.Tensor, boxes: np.ndarray) -> np.ndarray:
+        """Normalised padded cines ``(B, T, 256, 256)`` + padded boxes ``(B, 4)`` -> tracked
+        landmarks ``(B, T, 168, 2)`` float64 in padded pixels (all frames)."""
         wy, wx = geometry.crop_weights(boxes, PAD_SIZE, PAD_SIZE, CROP_SIZE)
         wy_t = torch.as_tensor(wy, device=self.device)
         wx_t = torch.as_tensor(wx, device=self.device)
@@ -126,9 +157,7 @@ class Predictor:
             crops = torch.einsum("bih,bthw,bjw->btij", wy_t, x, wx_t)
             flat = self.tracker(crops)
         crop_pts = split_xy(flat.float(), self.tracker.config.n_landmarks).cpu().numpy()
-        points = geometry.points_from_crop(crop_pts.astype(np.float64), boxes, CROP_SIZE)
-        points[~np.asarray(frame_valid, dtype=bool)] = np.nan
-        return boxes, points
+        return geometry.points_from_crop(crop_pts.astype(np.float64), boxes, CROP_SIZE)
 
     def _autocast(self):
         if self.amp is None:

@@ -22,20 +22,25 @@ def shipped_weights() -> str | None:
     return str(_HERE) if ok else None
 
 
-def load_predictor(weights: str | None = None, device=None):
-    """A :class:`~raytag.models.predictor.Predictor` from ``weights`` (default: shipped)."""
+def load_predictor(weights: str | None = None, device=None,
+                   refine_passes: int | None = None):
+    """A :class:`~raytag.models.predictor.Predictor` from ``weights`` (default: shipped),
+    with ``refine_passes`` box-refinement passes (default :data:`REFINE_PASSES`)."""
     import torch
 
     from raytag import __version__
+    from raytag.constants import REFINE_PASSES
     from raytag.io import storage
     from raytag.models import build_localiser, build_tracker
     from raytag.models.predictor import Predictor
 
+    passes = REFINE_PASSES if refine_passes is None else refine_passes
     folder = weights or shipped_weights()
     if folder:
         return Predictor.from_checkpoints(storage.join(folder, "localiser.pt"),
-                                          storage.join(folder, "tracker.pt"), device=device)
+                                          storage.join(folder, "tracker.pt"), device=device,
+                                          refine_passes=passes)
     torch.manual_seed(0)  # reproducible untrained networks
     return Predictor(build_localiser("lite"), build_tracker("lite"), device=device,
                      model_version=f"raytag-{__version__} {UNTRAINED} lite (no weights "
-                                   "shipped or given)")
+                                   "shipped or given)", refine_passes=passes)
