@@ -21,6 +21,10 @@ from raytag.train.evaluate import evaluate
 
 FRESH_SEED = 31337
 
+# Transitional, until the first trained pair is committed (issue 5): then this goes.
+pytestmark = pytest.mark.skipif(shipped_weights() is None,
+                                reason="no trained weights shipped yet (issue 5)")
+
 
 @pytest.fixture(scope="module")
 def fresh_cohort(tmp_path_factory):
