@@ -89,6 +89,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="synthetic cohort folder (default: generate)")
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--participants", type=int, default=40)
+    ap.add_argument("--limit", type=int, default=None, help="first N participants of --data")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -98,7 +99,7 @@ def main() -> None:
             data = os.path.join(tmp, "cohort")
             synthesise(data, SynthConfig(args.participants, seed=args.seed), workers=1,
                        echo=lambda s: None)
-        items = list(read_synthetic_cohort(data))
+        items = list(read_synthetic_cohort(data, limit=args.limit))
         results = {}
         for name, passes, truth in (("truth_boxes", 0, True), ("refine0", 0, False),
                                     ("refine1", 1, False)):

@@ -1,9 +1,10 @@
 """The shipped default weights, checked for real on a fresh synthetic cohort.
 
-The cohort's seed (31337) is used nowhere in training (the card lists the training seeds),
-so this is held-out data. Bounds are looser than the card's test metrics (24 slices here
-versus 120 there) but tight enough that a broken model fails: untrained networks give an
-ES circ bias of about +0.23, landmark RMSE near 30 mm and no correlation with the truth.
+The cohort's seed (31337) is used nowhere in training or model selection (the card lists
+the seeds), so this is held-out data. Bounds leave room for 24 slices' sampling noise
+(about 1.5-2x the values measured here) but a broken model fails them: untrained networks
+give IoU ~0.54, landmark RMSE near 30 mm, an ES circ bias of about +0.23 and no correlation
+with the truth.
 """
 
 from __future__ import annotations
@@ -20,10 +21,6 @@ from raytag.strain import compute_strains
 from raytag.train.evaluate import evaluate
 
 FRESH_SEED = 31337
-
-# Transitional, until the first trained pair is committed (issue 5): then this goes.
-pytestmark = pytest.mark.skipif(shipped_weights() is None,
-                                reason="no trained weights shipped yet (issue 5)")
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +40,13 @@ def test_shipped_weights_are_packaged_and_load():
 def test_shipped_weights_measure_strain_on_a_fresh_cohort(fresh_cohort):
     predictor = load_predictor(device="cpu")
     m = evaluate(predictor, fresh_cohort, echo=lambda s: None)["overall"]
+    # measured for the shipped pair on this cohort: IoU 0.90, RMSE ES 2.37 mm, ES circ
+    # error -0.018 +- 0.031, r 0.78; untrained: IoU ~0.54, RMSE ~30 mm, bias ~+0.23, r ~0
     assert m["n_slices"] == 24
     assert m["iou_mean"] >= 0.80, m
-    assert m["rmse_es_mm_mean"] <= 5.0, m
-    assert abs(m["es_circ_global_bias"]) <= 0.03, m
-    assert m["es_circ_global_sd"] <= 0.04, m
+    assert m["rmse_es_mm_mean"] <= 4.0, m
+    assert abs(m["es_circ_global_bias"]) <= 0.04, m
+    assert m["es_circ_global_sd"] <= 0.06, m
     # error SD alone cannot catch a model that outputs the population mean: the predicted
     # ES circ strain must also follow the truth from slice to slice
     out = predictor.predict([it.record for it in fresh_cohort])
@@ -58,4 +57,4 @@ def test_shipped_weights_measure_strain_on_a_fresh_cohort(fresh_cohort):
     true = compute_strains(geometry.px_to_mm(np.stack([it.landmarks_px for it in fresh_cohort]),
                                              spacing), valid, es)
     r = np.corrcoef(pred["es_circ_global"], true["es_circ_global"])[0, 1]
-    assert r >= 0.6, r
+    assert r >= 0.5, r
