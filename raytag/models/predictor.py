@@ -142,7 +142,7 @@ class Predictor:
                 & (refined[:, 3] - refined[:, 1] > 1)
             if not ok.any():
                 break
-            boxes = np.where(ok[:, None], refined, boxes)
+            boxes = _sanitise_boxes(np.where(ok[:, None], refined, boxes))
             points = np.where(ok[:, None, None, None], self._track(x, boxes), points)
         points[~np.asarray(frame_valid, dtype=bool)] = np.nan
         return boxes, points
