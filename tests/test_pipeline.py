@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from raytag.constants import TRUTH_FILE
+from raytag.cli import build_parser
+from raytag.constants import REFINE_PASSES, TRUTH_FILE
 from raytag.io import storage
 from raytag.phantom.cohort import SynthConfig
 from raytag.pipeline.ledger import Ledger
@@ -72,6 +73,13 @@ def test_stages_turn_problems_into_rows(cohort, monkeypatch):
     ok = [r for r in decoded.to_pylist() if r["status"] == "ok"]
     assert len(ok[0]["frames"]) == 20 * 256 * 256 * 2
     predict = PredictSlices()
+    assert predict.predictor.refine_passes == REFINE_PASSES
+    assert predict.predictor.model_version.endswith(f"refine{REFINE_PASSES}")
+    paper = PredictSlices(refine_passes=0)  # the paper's single pass: no suffix
+    assert paper.predictor.refine_passes == 0 and "refine" not in paper.predictor.model_version
+    args = build_parser().parse_args(["run", "--input", "a", "--output", "b",
+                                      "--refine-passes", "0"])
+    assert args.refine_passes == 0
     # One slice makes the model raise: only that slice fails, the batch survives.
     bad_eid, bad_slice = ok[0]["eid"], ok[0]["slice_index"]
     real = predict._predict

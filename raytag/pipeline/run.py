@@ -95,6 +95,7 @@ def run_cohort(
     decode_batch: int = 2,
     predict_batch: int = 8,
     rows_per_file: int = 2000,
+    refine_passes: int | None = None,
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> dict:
     """Process a cohort into ``output_uri``; returns a summary dict (see :func:`summarise`)."""
@@ -141,6 +142,7 @@ def run_cohort(
             .map_batches(_decode, batch_size=decode_batch, batch_format="pyarrow", num_cpus=1,
                          memory=DECODE_MEMORY_BYTES)
             .map_batches(PredictSlices, fn_constructor_args=(weights,),
+                         fn_constructor_kwargs={"refine_passes": refine_passes},
                          batch_size=predict_batch, batch_format="pyarrow",
                          compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
                          **actor_resources)

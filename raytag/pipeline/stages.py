@@ -103,13 +103,15 @@ class PredictSlices:
     ``weights``: a folder or prefix holding ``localiser.pt`` and ``tracker.pt``; None for
     the shipped default weights (or, where none are shipped, untrained ``lite`` networks,
     labelled ``untrained`` in ``model_version``). The torch device is CUDA when
-    ``torch.cuda.is_available()`` in this process, else CPU.
+    ``torch.cuda.is_available()`` in this process, else CPU. ``refine_passes``: box
+    refinement passes (None: :data:`raytag.constants.REFINE_PASSES`).
     """
 
-    def __init__(self, weights: str | None = None, max_batch: int = 16):
+    def __init__(self, weights: str | None = None, max_batch: int = 16,
+                 refine_passes: int | None = None):
         from raytag.models.weights import load_predictor
 
-        self.predictor = load_predictor(weights)
+        self.predictor = load_predictor(weights, refine_passes=refine_passes)
         self.max_batch = max_batch
         self.node = _node_id()
 
