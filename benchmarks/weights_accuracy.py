@@ -36,47 +36,39 @@ from raytag.models.weights import load_predictor
 from raytag.phantom.cohort import SynthConfig
 from raytag.pipeline.synth import synthesise
 from raytag.strain import compute_strains
+from raytag.train.evaluate import predict_labelled
 from raytag.train.metrics import summarise
 
 
-class _QueuedBoxes(torch.nn.Module):
-    """A stand-in localiser that returns the next batch of given (padded) boxes."""
+class _GivenBoxes(torch.nn.Module):
+    """A stand-in localiser returning given padded boxes ``(N, 4)``, in call order."""
 
-    def __init__(self):
+    def __init__(self, boxes: np.ndarray):
         super().__init__()
-        self.boxes = None
+        self.boxes, self.next = boxes, 0
 
     def forward(self, x):
-        return torch.as_tensor(self.boxes, dtype=torch.float32)
+        b = x.shape[0]
+        self.next += b
+        return torch.as_tensor(self.boxes[self.next - b : self.next], dtype=torch.float32)
 
 
-def _measure(predictor, items, truth_boxes: bool, batch: int = 8) -> dict:
-    pts, boxes = [], []
+def _measure(predictor, items, truth_boxes: bool) -> dict:
     real_localiser = predictor.localiser
-    if truth_boxes:
-        predictor.localiser = _QueuedBoxes()
+    if truth_boxes:  # the truth ROI boxes, shifted into the predictor's padded frame
+        padded = []
+        for it in items:
+            r, c = geometry.pad_to_square(it.record.frames, PAD_SIZE)[1]
+            padded.append(np.asarray(it.bbox_px) + np.array([c, r, c, r]))
+        predictor.localiser = _GivenBoxes(np.stack(padded))
     try:
-        for i in range(0, len(items), batch):
-            chunk = items[i : i + batch]
-            if truth_boxes:
-                offs = [geometry.pad_to_square(it.record.frames, PAD_SIZE)[1] for it in chunk]
-                predictor.localiser.boxes = np.stack(
-                    [np.asarray(it.bbox_px) + np.array([c, r, c, r]) for it, (r, c) in
-                     zip(chunk, offs, strict=True)])
-            out = predictor.predict([it.record for it in chunk])
-            pts.append(out.landmarks_px)
-            boxes.append(out.bbox_px)
+        a = predict_labelled(predictor, items)
     finally:
         predictor.localiser = real_localiser
-    spacing = np.stack([it.record.pixel_spacing_mm for it in items])
-    pred_mm = geometry.px_to_mm(np.concatenate(pts), spacing)
-    true_mm = geometry.px_to_mm(np.stack([it.landmarks_px for it in items]), spacing)
-    valid = np.stack([it.record.frame_valid for it in items])
-    es = np.array([it.es_frame for it in items])
-    m = summarise(pred_mm, true_mm, valid, es, np.concatenate(boxes),
-                  np.stack([it.bbox_px for it in items]))
-    sp = compute_strains(pred_mm, frame_valid=valid, es_frame=es)
-    st = compute_strains(true_mm, frame_valid=valid, es_frame=es)
+    m = summarise(a["pred_mm"], a["true_mm"], a["valid"], a["es"], a["pred_box"],
+                  a["true_box"])
+    sp = compute_strains(a["pred_mm"], frame_valid=a["valid"], es_frame=a["es"])
+    st = compute_strains(a["true_mm"], frame_valid=a["valid"], es_frame=a["es"])
     for k in ("circ_global", "radial"):
         m[f"es_{k}_r"] = float(np.corrcoef(sp[f"es_{k}"], st[f"es_{k}"])[0, 1])
         m[f"es_{k}_truth_sd"] = float(np.std(st[f"es_{k}"], ddof=1))

@@ -14,8 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import numpy as np
-
+from raytag.analysis import tables
 from raytag.analysis.report import build_report
 from raytag.constants import N_FRAMES, SLICE_LABELS, TRUTH_FILE
 from raytag.io import storage
@@ -31,22 +30,22 @@ DEMO_FAULTS = {"corrupt_zip": 0.05, "missing_slice": 0.05, "truncated_file": 0.0
 
 
 def agreement(results, truth) -> dict:
-    """Per region: n and ES strain error (result - truth) bias and SD for ok slices."""
-    t = {(r["eid"], r["instance"], r["slice_index"]): r for r in truth.to_pylist()}
+    """Per region: n and ES strain error (result - truth) bias and SD for ok slices.
+
+    The report's Table 2 rows (:func:`raytag.analysis.tables.agreement_table`), cut down to
+    the two strains the summary prints; an SD of a single slice shows as 0.
+    """
+    pairs = tables.pair_slices(results.to_pylist(), truth.to_pylist())
+    rows = {(r["region"], r["column"]): r for r in tables.agreement_table(pairs)}
     out = {}
-    rows = [r for r in results.to_pylist() if r["status"] == "ok"]
-    for idx, label in SLICE_LABELS.items():
-        pairs = [(r, t[(r["eid"], r["instance"], r["slice_index"])]) for r in rows
-                 if r["slice_index"] == idx and (r["eid"], r["instance"], idx) in t]
-        if not pairs:
+    for label in SLICE_LABELS.values():
+        n = sum(p["slice_label"] == label for p in pairs)
+        if not n:
             continue
-        entry = {"n": len(pairs)}
-        for name in ("es_circ_global", "es_radial"):
-            err = np.array([(p[name] if p[name] is not None else np.nan) - q[name]
-                            for p, q in pairs], dtype=float)
-            entry[name] = (float(np.nanmean(err)),
-                           float(np.nanstd(err, ddof=1)) if len(err) > 1 else 0.0)
-        out[label] = entry
+        out[label] = {"n": n} | {
+            col: (rows[label, col]["bias"],
+                  rows[label, col]["precision"] if rows[label, col]["n"] > 1 else 0.0)
+            for col in ("es_circ_global", "es_radial")}
     return out
 
 

@@ -123,13 +123,10 @@ def pair_slices(results: Iterable[Mapping], reference: Iterable[Mapping]) -> lis
                           for k in STRAINS}}
         pm, rm = landmarks_mm(p), landmarks_mm(r)
         es = r.get("es_frame")
-        if pm is not None and rm is not None and pm.shape == rm.shape:
-            frames = np.array([0, es if es is not None else -1])
-            rm_es = landmark_rmse_mm(pm[None].repeat(2, 0), rm[None].repeat(2, 0), frames)
-            item["rmse_ed_mm"] = float(rm_es[0])
-            item["rmse_es_mm"] = float(rm_es[1]) if es is not None else math.nan
-        else:
-            item["rmse_ed_mm"] = item["rmse_es_mm"] = math.nan
+        comparable = pm is not None and rm is not None and pm.shape == rm.shape
+        for name, frame in (("rmse_ed_mm", 0), ("rmse_es_mm", es)):
+            item[name] = (float(landmark_rmse_mm(pm[None], rm[None], np.array([frame]))[0])
+                          if comparable and frame is not None else math.nan)
         pb, rb = _box(p), _box(r)
         item["iou"] = float(geometry.box_iou(pb, rb)) if pb is not None and rb is not None \
             else math.nan

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from raytag.models.predictor import Predictor
 from raytag.train.metrics import summarise
 from raytag.train.split import split_participants
 
-__all__ = ["evaluate", "labelled_split"]
+__all__ = ["evaluate", "labelled_split", "predict_labelled"]
 
 
 def labelled_split(data_uri: str, split: str = "all", seed: int = 0,
@@ -37,10 +37,15 @@ def labelled_split(data_uri: str, split: str = "all", seed: int = 0,
     return [it for it in items if assign[it.record.eid] == split]
 
 
-def evaluate(predictor: Predictor, items: Iterable[LabelledSlice], batch_size: int = 8,
-             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
-    """Metrics of ``predictor`` on ``items`` (overall and per slice level)."""
-    items = list(items)
+def predict_labelled(predictor: Predictor, items: Sequence[LabelledSlice],
+                     batch_size: int = 8,
+                     echo: Callable[[str], None] = lambda s: None) -> dict[str, np.ndarray]:
+    """Run ``predictor`` on labelled slices; predictions and truth side by side.
+
+    Returns float64 arrays: ``pred_mm``/``true_mm`` ``(B, T, 168, 2)`` landmarks in mm,
+    ``pred_box``/``true_box`` ``(B, 4)`` in original pixels, ``valid`` ``(B, T)`` bool,
+    ``es`` ``(B,)`` int (the truth's ES frame), ``slice_index`` ``(B,)`` int.
+    """
     if not items:
         raise ValueError("no labelled slices to evaluate")
     pred_pts, pred_box = [], []
@@ -50,19 +55,28 @@ def evaluate(predictor: Predictor, items: Iterable[LabelledSlice], batch_size: i
         pred_box.append(out.bbox_px)
         echo(f"evaluate: {min(i + batch_size, len(items))}/{len(items)} slices")
     spacing = np.stack([it.record.pixel_spacing_mm for it in items])
-    pred_mm = geometry.px_to_mm(np.concatenate(pred_pts), spacing)
-    true_mm = geometry.px_to_mm(np.stack([it.landmarks_px for it in items]), spacing)
-    valid = np.stack([it.record.frame_valid for it in items])
-    es = np.array([it.es_frame for it in items])
-    boxes_p, boxes_t = np.concatenate(pred_box), np.stack([it.bbox_px for it in items])
-    result = {"overall": summarise(pred_mm, true_mm, valid, es, boxes_p, boxes_t),
+    return {
+        "pred_mm": geometry.px_to_mm(np.concatenate(pred_pts), spacing),
+        "true_mm": geometry.px_to_mm(np.stack([it.landmarks_px for it in items]), spacing),
+        "pred_box": np.concatenate(pred_box),
+        "true_box": np.stack([it.bbox_px for it in items]),
+        "valid": np.stack([it.record.frame_valid for it in items]),
+        "es": np.array([it.es_frame for it in items]),
+        "slice_index": np.array([it.record.slice_index or 0 for it in items]),
+    }
+
+
+def evaluate(predictor: Predictor, items: Iterable[LabelledSlice], batch_size: int = 8,
+             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
+    """Metrics of ``predictor`` on ``items`` (overall and per slice level)."""
+    a = predict_labelled(predictor, list(items), batch_size, echo)
+    keys = ("pred_mm", "true_mm", "valid", "es", "pred_box", "true_box")
+    result = {"overall": summarise(*(a[k] for k in keys)),
               "model_version": predictor.model_version}
-    levels = np.array([it.record.slice_index or 0 for it in items])
     for idx, label in SLICE_LABELS.items():
-        m = levels == idx
+        m = a["slice_index"] == idx
         if m.sum() >= 2:
-            result[label] = summarise(pred_mm[m], true_mm[m], valid[m], es[m], boxes_p[m],
-                                      boxes_t[m])
+            result[label] = summarise(*(a[k][m] for k in keys))
     return result
 
 
