@@ -29,6 +29,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         config = SynthConfig(
             n_participants=args.participants, seed=args.seed, n_frames=args.frames,
             impaired_fraction=args.impaired_fraction, faults=parse_faults(args.faults),
+            family=args.family,
         )
     except ValueError as exc:
         print(f"raytag synth: {exc}", file=sys.stderr)
@@ -181,7 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--participants", type=int, default=20)
     synth.add_argument("--out", help="output folder or s3:// prefix")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--frames", type=int, default=20, help="frames per cine (default 20)")
+    synth.add_argument("--family", default="disc",
+                       help="generator family: disc, thorax or patchwork, or a mixture "
+                       "such as thorax,patchwork (default: disc)")
+    synth.add_argument("--frames", type=int, default=None,
+                       help="frames per cine (default: the family's; disc 20, others 15-30)")
     synth.add_argument("--impaired-fraction", type=float, default=0.2,
                        help="share of participants in the 'impaired' group")
     synth.add_argument("--faults", default="",

@@ -28,9 +28,8 @@ from raytag.constants import (
 )
 from raytag.io.records import SliceRecord
 from raytag.io.ukb_writer import SeriesSpec, participant_zip
-from raytag.phantom import kinematics as kin
-from raytag.phantom.params import ParticipantParams, SliceParams, sample_participant
-from raytag.phantom.render import render_slice
+from raytag.phantom.families import Family, draw_family, get_family
+from raytag.phantom.params import ParticipantParams
 from raytag.results import RESULTS_SCHEMA, result_row
 from raytag.strain import compute_strains
 
@@ -56,21 +55,29 @@ FAULTS = {
 TRUTH_SCHEMA = RESULTS_SCHEMA.append(pa.field("group", pa.string())) \
     .append(pa.field("fault", pa.string())) \
     .append(pa.field("expected_status", pa.string())) \
-    .append(pa.field("params_json", pa.string()))
+    .append(pa.field("params_json", pa.string())) \
+    .append(pa.field("family", pa.string()))
 
 TRUTH_MODEL_VERSION = "synthetic-truth"
 
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """A cohort: size, seed, frames per cine, covariate mix and fault rates (0..1 each)."""
+    """A cohort: size, seed, generator family, frames per cine, covariate mix, fault rates.
+
+    ``family``: one name of :data:`raytag.phantom.families.FAMILIES`, or several joined by
+    commas (a mixture: each participant draws one, equally likely, from its own stream).
+    ``n_frames``: frames per cine, or None for the family's own choice (``disc``: 20;
+    ``thorax``/``patchwork``: 20 or 15-30).
+    """
 
     n_participants: int
     seed: int = 0
     instance: int = 2
-    n_frames: int = N_FRAMES
+    n_frames: int | None = None
     impaired_fraction: float = 0.2
     faults: dict[str, float] = field(default_factory=dict)
+    family: str = "disc"
 
     def __post_init__(self):
         unknown = set(self.faults) - set(FAULTS)
@@ -80,6 +87,14 @@ class SynthConfig:
             raise ValueError("fault rates must be >= 0 and sum to at most 1")
         if self.n_participants < 0:
             raise ValueError("n_participants must be >= 0")
+        if self.n_frames is not None and self.n_frames < 2:
+            raise ValueError("n_frames must be at least 2")
+        for name in self.families:
+            get_family(name)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.family.split(",") if n.strip())
 
 
 def parse_faults(text: str | None) -> dict[str, float]:
@@ -111,10 +126,12 @@ class GeneratedParticipant:
     images: list[dict] | None = None
 
 
-def _streams(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
-    """Independent anatomy/imaging and fault streams for participant ``index``."""
-    main, faults = np.random.SeedSequence([seed, index]).spawn(2)
-    return np.random.default_rng(main), np.random.default_rng(faults)
+def _streams(seed: int, index: int):
+    """Independent anatomy/imaging, fault and family-choice streams for participant ``index``
+    (spawned children depend only on their position, so adding the third kept the others)."""
+    main, faults, family = np.random.SeedSequence([seed, index]).spawn(3)
+    return (np.random.default_rng(main), np.random.default_rng(faults),
+            np.random.default_rng(family))
 
 
 def _draw_fault(rng: np.random.Generator, rates: dict[str, float]) -> str | None:
@@ -130,28 +147,29 @@ def generate_participant(
     index: int, config: SynthConfig, keep_images: bool = False
 ) -> GeneratedParticipant:
     """Generate participant ``index`` of the cohort: deterministic in (config.seed, index)."""
-    rng, fault_rng = _streams(config.seed, index)
+    rng, fault_rng, family_rng = _streams(config.seed, index)
     eid = str(SYNTHETIC_EID_START + index)
-    params, targets = sample_participant(
-        rng, eid, config.instance, impaired_fraction=config.impaired_fraction,
-        n_frames=config.n_frames,
-    )
+    names = config.families
+    family = get_family(names[0] if len(names) == 1
+                        else draw_family(family_rng, dict.fromkeys(names, 1.0)))
+    params, targets = family.sample(rng, eid, config.instance, None, config.impaired_fraction,
+                                    config.n_frames)
     fault = _draw_fault(fault_rng, config.faults)
     fault_slice = int(fault_rng.integers(1, 4))
     uid_root = f"raytag-synth/{config.seed}/{index}"
 
     specs, rows, images = [], [], []
     for sp in params.slices:
-        sp = kin.fit_motion(sp, *targets[sp.slice_index])
+        sp = family.fit(sp, *targets[sp.slice_index])
         if fault == "fewer_frames" and sp.slice_index == fault_slice and sp.n_frames > 2:
             fewer = int(fault_rng.integers(max(2, sp.n_frames * 3 // 5), sp.n_frames))
             sp = dataclasses.replace(sp, n_frames=fewer)
-        frames = render_slice(sp, rng)
+        frames = family.render(sp, rng)
         spec = SeriesSpec(
             slice_index=sp.slice_index,
             frames=frames,
             pixel_spacing_mm=(sp.spacing_mm, sp.spacing_mm),
-            trigger_times_ms=kin.frame_times_ms(sp),
+            trigger_times_ms=family.frame_times_ms(sp),
             position_mm=sp.position_mm,
             series_number=10 + sp.slice_index,
             acquisition_time=f"1{sp.slice_index}0000.000000",
@@ -169,7 +187,7 @@ def generate_participant(
                 series_uid=generate_uid(entropy_srcs=[uid_root, str(sp.slice_index), "dup"]),
             ))
         # Truth has the pipeline's fixed length (first 20 frames, or padded), like the ingest.
-        row, image = _truth(params, sp, frames, N_FRAMES)
+        row, image = _truth(params, sp, frames, N_FRAMES, family)
         broken_zip = fault in ("truncated_file", "corrupt_zip")
         row["expected_status"] = STATUS_FAILED if (missing or broken_zip) else STATUS_OK
         row["fault"] = fault
@@ -187,10 +205,10 @@ def generate_participant(
     return GeneratedParticipant(eid, name, data, rows, fault, images if keep_images else None)
 
 
-def _truth(params: ParticipantParams, sp: SliceParams, frames: np.ndarray,
-           n_out: int) -> tuple[dict, dict]:
+def _truth(params: ParticipantParams, sp, frames: np.ndarray, n_out: int,
+           family: Family) -> tuple[dict, dict]:
     """The truth row of one slice (fixed to ``n_out`` frames like the ingest) and its images."""
-    pts = kin.landmarks(sp)[:n_out]
+    pts = family.landmarks(sp)[:n_out]
     valid = np.zeros(n_out, dtype=bool)
     valid[: len(pts)] = True
     if len(pts) < n_out:
@@ -206,9 +224,10 @@ def _truth(params: ParticipantParams, sp: SliceParams, frames: np.ndarray,
     row = result_row(record, strains, pts, box, TRUTH_MODEL_VERSION)
     row["group"] = params.group
     row["params_json"] = json.dumps(sp.to_dict(), sort_keys=True)
+    row["family"] = family.name
     image = {
         "frames": frames[:n_out], "landmarks": pts, "bbox": box, "frame_valid": valid,
-        "label": f"{params.eid} {sp.slice_label} ({params.group})",
+        "label": f"{params.eid} {sp.slice_label} ({params.group}, {family.name})",
         "es_frame": int(strains["es_frame"]),
         "es_circ_global": float(strains["es_circ_global"]),
         "es_radial": float(strains["es_radial"]),

@@ -20,6 +20,8 @@ __all__ = [
     "STRAIN_TARGETS",
     "GROUPS",
     "sample_participant",
+    "draw_group",
+    "draw_strain_targets",
 ]
 
 #: ES targets per slice index: (circ_global mean, SD), (radial mean, SD); REALISM.md table.
@@ -131,7 +133,17 @@ class ParticipantParams:
     slices: tuple[SliceParams, ...] = field(default_factory=tuple)
 
 
-def _draw_targets(rng: np.random.Generator, slice_index: int, group: str) -> tuple[float, float]:
+def draw_group(rng: np.random.Generator, group: str | None, impaired_fraction: float) -> str:
+    """The covariate group: ``group`` if given (checked), else ``impaired`` at that rate."""
+    if group is None:
+        group = "impaired" if rng.random() < impaired_fraction else "reference"
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    return group
+
+
+def draw_strain_targets(rng: np.random.Generator, slice_index: int,
+                        group: str) -> tuple[float, float]:
     """ES (circ_global, radial) targets, correlated (more shortening, more thickening)."""
     (mc, sc), (mr, sr) = (STRAIN_TARGETS[slice_index][k] for k in ("circ_global", "radial"))
     z1, z2 = rng.standard_normal(2)
@@ -158,10 +170,7 @@ def sample_participant(
     Motion parameters that hit the targets are solved later (``kinematics.fit_motion``):
     this function draws anatomy, timing, imaging and the targets only.
     """
-    if group is None:
-        group = "impaired" if rng.random() < impaired_fraction else "reference"
-    if group not in GROUPS:
-        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    group = draw_group(rng, group, impaired_fraction)
     rows, cols, spacing = 256, 174, 1.3671875
     # Shared by the three slices: heart position, timing, scanner settings of the visit.
     center = np.array([cols * rng.uniform(0.42, 0.58), rows * rng.uniform(0.40, 0.55)])
@@ -182,7 +191,7 @@ def sample_participant(
         twist_m, twist_s = _TWIST_DEG[idx]
         r_endo = float(np.clip(rng.normal(mr, sr), 8.0, 32.0))
         wall = float(np.clip(rng.normal(mw, sw), 5.5, 12.0))
-        targets[idx] = _draw_targets(rng, idx, group)
+        targets[idx] = draw_strain_targets(rng, idx, group)
         slices.append(
             SliceParams(
                 slice_index=idx,

@@ -36,7 +36,7 @@ from scipy.ndimage import gaussian_filter
 from raytag.phantom import kinematics as kin
 from raytag.phantom.params import SliceParams
 
-__all__ = ["tag_pattern", "tag_decay", "render_slice"]
+__all__ = ["tag_pattern", "tag_decay", "render_slice", "heart_weights"]
 
 # Relative proton-density x T1-weighting of each tissue (myocardium = 1).
 # Blood is brighter than myocardium (inflow), fat brightest, lungs nearly void.
@@ -109,6 +109,29 @@ def _pv(distance_mm: np.ndarray, spacing_mm: float) -> np.ndarray:
     return np.clip(0.5 + distance_mm / spacing_mm, 0.0, 1.0)
 
 
+def heart_weights(p: SliceParams, mat: dict, c: float) -> dict[str, np.ndarray]:
+    """Partial-volume weights of the heart's compartments at contraction ``c``.
+
+    ``mat`` is :func:`raytag.phantom.kinematics.spatial_to_material` of the pixels. Returns
+    ``endo`` (LV cavity), ``myo`` (LV wall), ``rv_cavity``, ``rv_wall``, ``outside`` (the
+    rest, in [0, 1]) and ``r_outer`` (mm: the heart's outer edge along each pixel's angle,
+    the RV's outer wall on the septal side, the epicardium elsewhere).
+    """
+    rho, r_endo, r_epi = mat["rho"], mat["r_endo"], mat["r_epi"]
+    w_endo = _pv(r_endo - rho, p.spacing_mm)
+    w_epi = _pv(r_epi - rho, p.spacing_mm)
+    # RV: a crescent on the septal side between the insertion points, shrinking in systole.
+    a = (mat["alpha_deg"] - p.septum_deg + 180.0) % 360.0 - 180.0
+    prof = np.cos(0.5 * np.pi * np.clip(a / p.rv_half_angle_deg, -1, 1))
+    r_rv = r_epi + p.rv_depth_mm * (1 - 0.3 * c) * prof**0.6
+    r_rv_wall = r_rv + p.rv_wall_mm * np.minimum(1.0, 3 * prof)
+    w_rv_cav = np.clip(_pv(r_rv - rho, p.spacing_mm) - w_epi, 0, 1) * (prof > 0)
+    w_rv_wall = np.clip(_pv(r_rv_wall - rho, p.spacing_mm) - w_epi - w_rv_cav, 0, 1)
+    return {"endo": w_endo, "myo": w_epi - w_endo, "rv_cavity": w_rv_cav,
+            "rv_wall": w_rv_wall, "outside": np.clip(1 - w_epi - w_rv_cav - w_rv_wall, 0, 1),
+            "r_outer": np.maximum(r_rv_wall, r_epi)}
+
+
 def _heart_box(p: SliceParams) -> tuple[slice, slice]:
     """Rows/cols slices that always contain the LV, the RV and their partial-volume edges."""
     reach_mm = (p.r_endo_mm + max(p.wall_mm, p.wall_es_mm) + p.rv_depth_mm + p.rv_wall_mm) * (
@@ -146,27 +169,15 @@ def render_slice(
     masks = np.zeros((p.n_frames, p.rows, p.cols), dtype=bool) if return_masks else None
     for t in range(p.n_frames):
         mat = kin.spatial_to_material(p, xb, yb, c[t])
-        rho, r_endo, r_epi = mat["rho"], mat["r_endo"], mat["r_epi"]
         tagged = m_ss + (tag_pattern(p, mat["x_mat"], mat["y_mat"]) - m_ss) * decay[t]
         blood = _RHO_BLOOD * ((1 - inflow[t]) * tagged + inflow[t] * _FRESH_BLOOD * m_ss)
 
-        w_endo = _pv(r_endo - rho, p.spacing_mm)
-        w_epi = _pv(r_epi - rho, p.spacing_mm)
-        # RV: a crescent on the septal side between the insertion points, shrinking in systole.
-        a = (mat["alpha_deg"] - p.septum_deg + 180.0) % 360.0 - 180.0
-        prof = np.cos(0.5 * np.pi * np.clip(a / p.rv_half_angle_deg, -1, 1))
-        r_rv = r_epi + p.rv_depth_mm * (1 - 0.3 * c[t]) * prof**0.6
-        r_rv_wall = r_rv + p.rv_wall_mm * np.minimum(1.0, 3 * prof)
-        w_rv_cav = np.clip(_pv(r_rv - rho, p.spacing_mm) - w_epi, 0, 1) * (prof > 0)
-        w_rv_wall = np.clip(_pv(r_rv_wall - rho, p.spacing_mm) - w_epi - w_rv_cav, 0, 1)
-
-        w_myo = w_epi - w_endo
-        w_bg = np.clip(1 - w_epi - w_rv_cav - w_rv_wall, 0, 1)
+        w = heart_weights(p, mat, c[t])
         box = frames[t, rs, cs]
-        frames[t, rs, cs] = (w_endo * blood + w_myo * tagged + w_rv_cav * blood
-                             + w_rv_wall * _RHO_RV_WALL * tagged + w_bg * box)
+        frames[t, rs, cs] = (w["endo"] * blood + w["myo"] * tagged + w["rv_cavity"] * blood
+                             + w["rv_wall"] * _RHO_RV_WALL * tagged + w["outside"] * box)
         if masks is not None:
-            masks[t, rs, cs] = w_myo > 0.5
+            masks[t, rs, cs] = w["myo"] > 0.5
 
     frames *= np.float32(p.myo_signal)
     if p.blur_px > 0:
