@@ -6,13 +6,27 @@ Public API (DESIGN.md): :func:`build_localiser`, :func:`build_tracker`.
 
 from __future__ import annotations
 
-from raytag.models.networks import Localiser, Tracker, count_parameters, split_xy
-from raytag.models.presets import PRESETS, LocaliserConfig, TrackerConfig, preset_configs
+from raytag.models.networks import (
+    CentreLocaliser,
+    Localiser,
+    Tracker,
+    count_parameters,
+    split_xy,
+)
+from raytag.models.presets import (
+    PRESETS,
+    CentreLocaliserConfig,
+    LocaliserConfig,
+    TrackerConfig,
+    preset_configs,
+)
 
 __all__ = [
     "build_localiser",
     "build_tracker",
     "Localiser",
+    "CentreLocaliser",
+    "CentreLocaliserConfig",
     "Tracker",
     "LocaliserConfig",
     "TrackerConfig",
@@ -22,9 +36,12 @@ __all__ = [
 ]
 
 
-def build_localiser(preset: str = "paper") -> Localiser:
-    """The ROI localisation CNN of a preset (``paper``, ``lite``), freshly initialised."""
-    return Localiser(preset_configs(preset)[0])
+def build_localiser(preset: str = "paper") -> Localiser | CentreLocaliser:
+    """The ROI localisation CNN of a preset (``paper``, ``lite``, ...), freshly initialised:
+    a :class:`Localiser` (corner regression) or :class:`CentreLocaliser` (heatmap), as the
+    preset's config says."""
+    config = preset_configs(preset)[0]
+    return (CentreLocaliser if config.arch == "centre" else Localiser)(config)
 
 
 def build_tracker(preset: str = "paper") -> Tracker:

@@ -21,9 +21,9 @@ from torch import nn
 
 from raytag import __version__
 from raytag.io import storage
-from raytag.models.networks import Localiser, Tracker
+from raytag.models.networks import CentreLocaliser, Localiser, Tracker
 from raytag.models.normalise import NORMALISATION
-from raytag.models.presets import LocaliserConfig, TrackerConfig
+from raytag.models.presets import CentreLocaliserConfig, LocaliserConfig, TrackerConfig
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
            "FORMAT", "FORMAT_VERSION"]
@@ -31,6 +31,9 @@ __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint"
 FORMAT = "raytag.checkpoint"
 FORMAT_VERSION = 1
 _KINDS = {"localiser": (Localiser, LocaliserConfig), "tracker": (Tracker, TrackerConfig)}
+#: Localiser architectures by the ``arch`` of their stored config (absent = regression).
+_LOCALISER_ARCHS = {"regression": (Localiser, LocaliserConfig),
+                    "centre": (CentreLocaliser, CentreLocaliserConfig)}
 #: Checkpoints are small (paper tracker ~143 MB); refuse anything absurdly larger.
 MAX_CHECKPOINT_BYTES = 2 * 1024**3
 
@@ -60,6 +63,8 @@ class Checkpoint:
 
 
 def _kind_of(model: nn.Module) -> str:
+    if isinstance(model, CentreLocaliser):
+        return "localiser"
     for kind, (cls, _) in _KINDS.items():
         if isinstance(model, cls):
             return kind
@@ -136,6 +141,11 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {uri}: preset {meta['preset']!r}, expected {preset!r}")
     cls, config_cls = _KINDS[meta["kind"]]
+    if meta["kind"] == "localiser":
+        arch = meta["config"].get("arch", "regression")
+        if arch not in _LOCALISER_ARCHS:
+            raise CheckpointError(f"checkpoint {uri}: unknown localiser architecture {arch!r}")
+        cls, config_cls = _LOCALISER_ARCHS[arch]
     config = config_cls(**{k: tuple(v) if isinstance(v, list) else v
                            for k, v in meta["config"].items()})
     model = cls(config)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from raytag.models.presets import LocaliserConfig, TrackerConfig
+import torch.nn.functional as F
 
-__all__ = ["Localiser", "Tracker", "split_xy", "count_parameters", "template_landmarks"]
+from raytag.models.presets import CentreLocaliserConfig, LocaliserConfig, TrackerConfig
+
+__all__ = ["Localiser", "CentreLocaliser", "Tracker", "split_xy", "count_parameters",
+           "template_landmarks", "localiser_inputs", "centre_targets"]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -53,6 +56,139 @@ class Localiser(nn.Module):
 
     def forward(self, ed: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(ed)) * self.config.input_size
+
+    def locate(self, cines: torch.Tensor, frame_valid: torch.Tensor) -> torch.Tensor:
+        """Normalised padded cines ``(B, T, 256, 256)`` -> boxes ``(B, 4)`` padded px (ED only)."""
+        return self(cines[:, :1])
+
+
+#: Frames averaged for the localiser's systolic channel (ES is at frames ~5-11 of 20).
+SYSTOLE_FRAMES = slice(4, 11)
+
+
+def localiser_inputs(cines: torch.Tensor, frame_valid: torch.Tensor,
+                     size: int) -> torch.Tensor:
+    """``(B, T, H, W)`` normalised padded cines + ``(B, T)`` validity -> ``(B, 3, size, size)``.
+
+    Channels: the ED frame; the mean of the systolic frames (``SYSTOLE_FRAMES`` that are
+    valid; ED where none is); the temporal SD over valid frames. Area-averaged down to
+    ``size`` (which also smooths most of the tag grid out of the SD channel): the heart is
+    what changes over the cine, the blood pools brighten and the wall thickens.
+    """
+    x = cines.float()
+    b, t, h, w = x.shape
+    if h != size:
+        x = F.adaptive_avg_pool2d(x, size)
+    v = frame_valid.to(x.dtype)[:, :, None, None]
+    n = v.sum(dim=1).clamp_min(1)
+    mean = (x * v).sum(dim=1) / n
+    sd = (((x - mean[:, None]) ** 2 * v).sum(dim=1) / n).sqrt()
+    vs = v[:, SYSTOLE_FRAMES]
+    ns = vs.sum(dim=1)
+    sys = torch.where(ns > 0, (x[:, SYSTOLE_FRAMES] * vs).sum(dim=1) / ns.clamp_min(1), x[:, 0])
+    return torch.stack([x[:, 0], sys, 3.0 * sd], dim=1)
+
+
+def centre_targets(boxes: torch.Tensor, config: CentreLocaliserConfig) -> dict:
+    """Training targets from boxes ``(B, 4)`` padded px: ``cell`` ``(B,)`` flat index of the
+    centre's cell, ``offset`` ``(B, 2)`` centre minus cell centre (cells), ``log_size``
+    ``(B, 2)`` log(width, height / cell_px), ``heat`` ``(B, G*G)`` Gaussian over cells."""
+    g = config.input_size // 4
+    cell = config.cell_px
+    c = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], -1) / cell
+    ij = (c - 0.5).round().clamp(0, g - 1)
+    offset = c - 0.5 - ij
+    size = torch.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], -1) / cell
+    yy, xx = torch.meshgrid(torch.arange(g, dtype=boxes.dtype, device=boxes.device),
+                            torch.arange(g, dtype=boxes.dtype, device=boxes.device),
+                            indexing="ij")
+    d2 = (xx[None] + 0.5 - c[:, 0, None, None]) ** 2 + (yy[None] + 0.5 - c[:, 1, None, None]) ** 2
+    heat = torch.exp(-d2 / 2.0).reshape(len(boxes), -1)
+    heat = heat / heat.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    flat = (ij[:, 1] * g + ij[:, 0]).long()
+    return {"cell": flat, "offset": offset, "log_size": size.clamp_min(1e-3).log(), "heat": heat}
+
+
+def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class CentreLocaliser(nn.Module):
+    """LV-centre heatmap localiser (beyond the paper; see :mod:`raytag.models.presets`).
+
+    ``forward`` takes ``(B, 3, S, S)`` from :func:`localiser_inputs` and returns a dict:
+    ``logits`` ``(B, G*G)`` over heatmap cells (G = S / 4, row-major), ``offset``
+    ``(B, 2, G, G)`` (x, y) in cells, ``log_size`` ``(B, 2, G, G)`` log(w, h / cell_px).
+    Fully convolutional: the same filters look for the heart everywhere in the image.
+    """
+
+    def __init__(self, config: CentreLocaliserConfig | None = None):
+        super().__init__()
+        config = config or CentreLocaliserConfig()
+        self.config = config
+        ch = config.channels
+        self.stem = nn.Sequential(_conv(3, ch[0]), _conv(ch[0], ch[0]))
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv(ch[i], ch[i + 1], stride=2), _conv(ch[i + 1], ch[i + 1]))
+            for i in range(len(ch) - 1))
+        # features of every stage at or below 1/4 resolution, resized to 1/4 and fused
+        self.lateral = nn.ModuleList(nn.Conv2d(ch[i], config.head, 1)
+                                     for i in range(2, len(ch)))
+        self.fuse = nn.Sequential(_conv(config.head, config.head), _conv(config.head,
+                                                                          config.head))
+        self.heat = nn.Conv2d(config.head, 1, 1)
+        self.box = nn.Conv2d(config.head, 4, 1)
+        nn.init.zeros_(self.box.weight)
+        with torch.no_grad():  # start at a 50-padded-px box, centred in its cell
+            self.box.bias.copy_(torch.tensor([0.0, 0.0, 1.8, 1.8]))
+
+    def forward(self, x: torch.Tensor) -> dict:
+        feats = [self.stem(x)]
+        for stage in self.down:
+            feats.append(stage(feats[-1]))
+        g = self.config.input_size // 4
+        fused = sum(F.interpolate(lat(f), size=(g, g), mode="bilinear", align_corners=False)
+                    if f.shape[-1] != g else lat(f)
+                    for lat, f in zip(self.lateral, feats[2:], strict=True))
+        h = self.fuse(fused)
+        box = self.box(h)
+        return {"logits": self.heat(h).flatten(1), "offset": box[:, :2],
+                "log_size": box[:, 2:]}
+
+    def decode(self, out: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network outputs -> boxes ``(B, 4)`` padded px and confidence ``(B,)`` (the peak
+        cell's softmax probability)."""
+        g = self.config.input_size // 4
+        cell = self.config.cell_px
+        prob = out["logits"].float().softmax(dim=1)
+        conf, idx = prob.max(dim=1)
+        iy, ix = idx // g, idx % g
+        b = torch.arange(len(idx), device=idx.device)
+        off = out["offset"].float()[b, :, iy, ix]
+        size = out["log_size"].float()[b, :, iy, ix].exp() * cell
+        cx = (ix.float() + 0.5 + off[:, 0]) * cell
+        cy = (iy.float() + 0.5 + off[:, 1]) * cell
+        boxes = torch.stack([cx - size[:, 0] / 2, cy - size[:, 1] / 2,
+                             cx + size[:, 0] / 2, cy + size[:, 1] / 2], dim=-1)
+        return boxes, conf
+
+    def loss(self, out: dict, boxes: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the cell logits against a Gaussian around the true centre, plus
+        L1 of offset and log size at the true centre's cell."""
+        tgt = centre_targets(boxes.float(), self.config)
+        logp = out["logits"].float().log_softmax(dim=1)
+        heat = -(tgt["heat"] * logp).sum(dim=1).mean()
+        g = self.config.input_size // 4
+        iy, ix = tgt["cell"] // g, tgt["cell"] % g
+        b = torch.arange(len(boxes), device=boxes.device)
+        off = (out["offset"].float()[b, :, iy, ix] - tgt["offset"]).abs().sum(dim=1).mean()
+        size = (out["log_size"].float()[b, :, iy, ix] - tgt["log_size"]).abs().sum(dim=1).mean()
+        return heat + off + 2.0 * size
+
+    def locate(self, cines: torch.Tensor, frame_valid: torch.Tensor) -> torch.Tensor:
+        """Normalised padded cines ``(B, T, 256, 256)`` -> boxes ``(B, 4)`` padded px."""
+        return self.decode(self(localiser_inputs(cines, frame_valid, self.config.input_size)))[0]
 
 
 class Tracker(nn.Module):

@@ -27,7 +27,7 @@ from raytag import __version__, geometry
 from raytag.constants import CROP_SIZE, N_FRAMES, PAD_SIZE
 from raytag.io.records import SliceRecord
 from raytag.models.checkpoint import Checkpoint, load_checkpoint
-from raytag.models.networks import Localiser, Tracker, split_xy
+from raytag.models.networks import CentreLocaliser, Localiser, Tracker, split_xy
 from raytag.models.normalise import NORMALISATION, normalise_cines
 from raytag.strain import compute_strains
 
@@ -81,7 +81,7 @@ class Predictor:
 
     def __init__(
         self,
-        localiser: Localiser,
+        localiser: Localiser | CentreLocaliser,
         tracker: Tracker,
         normalisation: dict = NORMALISATION,
         model_version: str = "untrained",
@@ -132,7 +132,7 @@ class Predictor:
         frames = torch.as_tensor(np.ascontiguousarray(padded), device=self.device)
         x = normalise_cines(frames, valid, self.normalisation)
         with torch.inference_mode(), self._autocast():
-            boxes = self.localiser(x[:, :1]).float().cpu().numpy().astype(np.float64)
+            boxes = self.localiser.locate(x, valid).float().cpu().numpy().astype(np.float64)
         boxes = _sanitise_boxes(boxes)
         points = self._track(x, boxes)
         for _ in range(self.refine_passes):

@@ -3,6 +3,13 @@
 ``paper``: the sizes of Ferdian et al. 2020 (localiser 32-128-128-128-128 / FC 1024;
 tracker 32-64-64-128 / FC 1024 / LSTM 1024, ~35.6 M parameters). ``lite``: fewer channels
 and 256-wide FC/LSTM layers, so it trains and runs at a useful speed on 2 CPU cores.
+
+Localisers come in two architectures (``arch`` in the config, stored in checkpoints):
+``regression`` (the paper's: ED frame -> four corners through FC layers) and ``centre``
+(beyond the paper: a fully convolutional network that sees the ED frame, a systolic mean
+and the cine's temporal variation, and predicts an LV-centre heatmap with box size and
+offset per cell, so it does not tie the heart to where it sat in training images).
+``lite`` and ``paper-centre`` use ``centre``; ``lite-regression`` is the earlier default.
 """
 
 from __future__ import annotations
@@ -11,17 +18,40 @@ from dataclasses import asdict, dataclass
 
 from raytag.constants import CROP_SIZE, N_FRAMES, N_LANDMARKS, PAD_SIZE
 
-__all__ = ["LocaliserConfig", "TrackerConfig", "PRESETS", "preset_configs"]
+__all__ = ["LocaliserConfig", "CentreLocaliserConfig", "TrackerConfig", "PRESETS",
+           "preset_configs"]
 
 
 @dataclass(frozen=True)
 class LocaliserConfig:
     """ROI CNN: blocks of [3x3 valid conv -> BN -> ReLU -> 3x3/2 max-pool], FC, dropout, FC 4."""
 
+    arch: str = "regression"
     input_size: int = PAD_SIZE
     channels: tuple[int, ...] = (32, 128, 128, 128, 128)
     fc: int = 1024
     dropout: float = 0.2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CentreLocaliserConfig:
+    """Heatmap localiser: padded cine -> 3 channels at ``input_size`` (ED, systolic mean,
+    temporal SD) -> conv encoder (one stride-2 stage per channel entry after the first) ->
+    features fused at ``input_size / 4`` -> heads: centre logits, (dx, dy) offset in cells,
+    log box size. ``cell_px`` = padded pixels per heatmap cell."""
+
+    arch: str = "centre"
+    input_size: int = PAD_SIZE // 2
+    channels: tuple[int, ...] = (24, 48, 64, 96, 96)
+    head: int = 64
+    pad_size: int = PAD_SIZE
+
+    @property
+    def cell_px(self) -> float:
+        return self.pad_size / (self.input_size / 4)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,16 +77,19 @@ class TrackerConfig:
         return asdict(self)
 
 
-PRESETS: dict[str, tuple[LocaliserConfig, TrackerConfig]] = {
+_LITE_TRACKER = TrackerConfig(channels=(16, 32, 32, 32), fc=256, lstm=256, head=256)
+
+PRESETS: dict[str, tuple[LocaliserConfig | CentreLocaliserConfig, TrackerConfig]] = {
     "paper": (LocaliserConfig(), TrackerConfig()),
-    "lite": (
-        LocaliserConfig(channels=(16, 32, 32, 32, 32), fc=256, dropout=0.2),
-        TrackerConfig(channels=(16, 32, 32, 32), fc=256, lstm=256, head=256),
-    ),
+    "paper-centre": (CentreLocaliserConfig(), TrackerConfig()),
+    "lite": (CentreLocaliserConfig(channels=(16, 32, 48, 64, 64), head=48), _LITE_TRACKER),
+    "lite-regression": (LocaliserConfig(channels=(16, 32, 32, 32, 32), fc=256, dropout=0.2),
+                        _LITE_TRACKER),
 }
 
 
-def preset_configs(preset: str) -> tuple[LocaliserConfig, TrackerConfig]:
+def preset_configs(preset: str) -> tuple[LocaliserConfig | CentreLocaliserConfig,
+                                         TrackerConfig]:
     """The two configs of a named preset; ``ValueError`` naming the known presets."""
     try:
         return PRESETS[preset]

@@ -18,14 +18,20 @@ import torch.nn.functional as F
 
 from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
 
-__all__ = ["augment_tracker", "augment_localiser", "flip_landmark_order", "AUGMENT_DEFAULTS"]
+__all__ = ["augment_tracker", "augment_localiser", "augment_centre", "roi_box_torch",
+           "flip_landmark_order", "AUGMENT_DEFAULTS"]
 
 #: Tracker geometry jitter is sized to the localiser's errors at inference (IoU ~0.86: box
 #: shifts ~5-8% and per-axis size errors ~10% of the box), because the tracker only ever
 #: sees crops through a predicted box: ``stretch`` scales x by (1 + a) and y by (1 - a).
+#: Rotations cover the whole circle: short-axis planes show the heart at any in-plane angle.
+#: ``loc_*`` are the centre localiser's: any rotation, scale, shift (fraction of the image),
+#: a smooth multiplicative shading field and blur.
 AUGMENT_DEFAULTS = {
-    "rotate_deg": 15.0, "scale": 0.15, "stretch": 0.1, "shift_px": 10.0, "flip_p": 0.5,
-    "intensity": 0.2, "gamma": 0.25, "noise": 0.05, "short_cine_p": 0.15, "min_frames": 12,
+    "rotate_deg": 180.0, "scale": 0.15, "stretch": 0.1, "shift_px": 10.0, "flip_p": 0.5,
+    "intensity": 0.2, "gamma": 0.4, "noise": 0.08, "short_cine_p": 0.15, "min_frames": 12,
+    "loc_rotate_deg": 180.0, "loc_scale": 0.25, "loc_shift": 0.3, "loc_shading": 0.4,
+    "loc_blur_p": 0.3,
 }
 
 
@@ -121,3 +127,54 @@ def augment_localiser(ed, boxes, gen: torch.Generator, cfg: dict | None = None):
     return _intensity(ed, cfg, gen), boxes
 
 
+
+
+def roi_box_torch(points: torch.Tensor, margin: float = 0.30) -> torch.Tensor:
+    """``(B, N, 2)`` points -> ``(B, 4)`` boxes: extent plus ``margin`` of its size each side
+    (the rule of :func:`raytag.geometry.roi_box`, in torch for batched augmentation)."""
+    lo, hi = points.min(dim=1).values, points.max(dim=1).values
+    pad = (hi - lo) * margin
+    return torch.cat([lo - pad, hi + pad], dim=-1)
+
+
+def augment_centre(loc, ed_points, gen: torch.Generator, cfg: dict | None = None,
+                   pad_size: int = 256):
+    """Centre-localiser inputs ``(B, C, S, S)`` + ED landmarks ``(B, 168, 2)`` padded px ->
+    augmented inputs and their ROI boxes ``(B, 4)`` padded px (recomputed from the moved
+    landmarks by the paper's rule, so a rotated heart gets the box it really has)."""
+    cfg = {**AUGMENT_DEFAULTS, **(cfg or {})}
+    b, ch, s, _ = loc.shape
+    loc, pts = loc.float().clone(), ed_points.float().clone()
+    # normalised coordinates (align_corners=False): u = (p + 0.5) / (pad / 2) - 1
+    u = (pts + 0.5) / (pad_size / 2) - 1
+    ang = torch.deg2rad(_uniform(b, -cfg["loc_rotate_deg"], cfg["loc_rotate_deg"], gen))
+    scale = torch.exp(_uniform(b, -cfg["loc_scale"], cfg["loc_scale"], gen))
+    flip = torch.where(torch.rand(b, generator=gen) < cfg["flip_p"], -1.0, 1.0)
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    fwd = scale[:, None, None] * rot @ torch.diag_embed(torch.stack([flip, torch.ones(b)], -1))
+    # shift, but keep the heart's centre inside the picture
+    centre = u.mean(dim=1)
+    moved = torch.einsum("bij,bj->bi", fwd, centre)
+    shift = _uniform(2 * b, -cfg["loc_shift"], cfg["loc_shift"], gen).view(b, 2)
+    shift = (moved + shift).clamp(-0.8, 0.8) - moved
+    u = torch.einsum("bij,bnj->bni", fwd, u) + shift[:, None]
+    inv = torch.linalg.inv(fwd)
+    theta = torch.cat([inv, -(inv @ shift[..., None])], dim=-1)
+    grid = F.affine_grid(theta, (b, ch, s, s), align_corners=False)
+    loc = F.grid_sample(loc, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # coil-like shading: a smooth random field, the same for every channel
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
+    coef = _uniform(6 * b, -1, 1, gen).view(b, 6, 1, 1)
+    field = (coef[:, 0] * xx + coef[:, 1] * yy + coef[:, 2] * xx * yy + coef[:, 3] * xx**2
+             + coef[:, 4] * yy**2) / 3
+    strength = _uniform(b, 0, cfg["loc_shading"], gen).view(b, 1, 1)
+    loc = loc * torch.exp(strength * field)[:, None]
+    blur = torch.rand(b, generator=gen) < cfg["loc_blur_p"]
+    if blur.any():
+        k = torch.tensor([0.25, 0.5, 0.25])
+        kern = (k[:, None] * k[None, :]).expand(ch, 1, 3, 3)
+        loc[blur] = F.conv2d(loc[blur], kern, padding=1, groups=ch)
+    loc = _intensity(loc, cfg, gen)
+    boxes = roi_box_torch((u + 1) * (pad_size / 2) - 0.5)
+    return loc, boxes

@@ -18,10 +18,10 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from raytag.models import build_localiser, build_tracker, split_xy
+from raytag.models import CentreLocaliser, build_localiser, build_tracker, split_xy
 from raytag.models.checkpoint import save_checkpoint
 from raytag.models.loss import localiser_loss, tracker_loss
-from raytag.train.augment import augment_localiser, augment_tracker
+from raytag.train.augment import augment_centre, augment_localiser, augment_tracker
 from raytag.train.metrics import summarise
 from raytag.train.schedules import localiser_lr, tracker_lr
 
@@ -50,7 +50,11 @@ def validate(kind: str, model: torch.nn.Module, batches, device) -> dict:
     preds, trues, valid, es, boxes_p, boxes_t, scale = [], [], [], [], [], [], []
     with torch.inference_mode():
         for raw in batches:
-            if kind == "localiser":
+            if kind == "localiser" and isinstance(model, CentreLocaliser):
+                b = _batch(raw, ("loc", "box"), device)
+                boxes_p.append(model.decode(model(b["loc"].float()))[0].cpu().numpy())
+                boxes_t.append(b["box"].cpu().numpy())
+            elif kind == "localiser":
                 b = _batch(raw, ("ed", "box"), device)
                 boxes_p.append(model(b["ed"].float()[:, None]).float().cpu().numpy())
                 boxes_t.append(b["box"].cpu().numpy())
@@ -128,7 +132,13 @@ def train_loop_per_worker(config: dict) -> None:
                                             local_shuffle_buffer_size=4 * batch_size,
                                             local_shuffle_seed=config.get("seed", 0) + epoch):
             augment = config.get("augment", {})
-            if kind == "localiser":
+            if kind == "localiser" and isinstance(_unwrap(model), CentreLocaliser):
+                b = _batch(raw, ("loc", "ed_points", "box"), "cpu")
+                x, box = b["loc"].float(), b["box"].float()
+                if augment is not False:
+                    x, box = augment_centre(x, b["ed_points"].float(), gen, augment)
+                loss = _unwrap(model).loss(model(x.to(device)), box.to(device))
+            elif kind == "localiser":
                 b = _batch(raw, ("ed", "box"), "cpu")
                 ed, box = b["ed"].float()[:, None], b["box"].float()
                 if augment is not False:

@@ -2,7 +2,10 @@
 
 One sample per slice (numpy, ready for a Ray Dataset row):
 
-- ``ed`` float16 ``(256, 256)``: the normalised, padded ED frame (localiser input);
+- ``ed`` float16 ``(256, 256)``: the normalised, padded ED frame (regression localiser input);
+- ``loc`` float16 ``(3, 128, 128)``: the centre localiser's input
+  (:func:`raytag.models.networks.localiser_inputs`);
+- ``ed_points`` float32 ``(168, 2)``: truth ED landmarks in padded pixels (box augmentation);
 - ``box`` float32 ``(4,)``: the truth ROI box in padded pixels (localiser target);
 - ``crops`` float16 ``(20, 128, 128)``: every frame cropped with the truth ED box;
 - ``points`` float32 ``(20, 168, 2)``: truth landmarks in crop pixels (NaN on padding);
@@ -21,7 +24,9 @@ import torch
 from raytag import geometry
 from raytag.constants import CROP_SIZE, PAD_SIZE
 from raytag.io.labelled import LabelledSlice
+from raytag.models.networks import localiser_inputs
 from raytag.models.normalise import NORMALISATION, normalise_cines
+from raytag.models.presets import CentreLocaliserConfig
 
 __all__ = ["make_sample", "mm_per_crop_px"]
 
@@ -38,8 +43,10 @@ def make_sample(item: LabelledSlice, normalisation: dict = NORMALISATION) -> dic
     """Preprocess one labelled slice (see the module docstring for the fields)."""
     rec = item.record
     padded, offsets = geometry.pad_to_square(rec.frames, PAD_SIZE)
-    norm = normalise_cines(torch.as_tensor(padded[None]), torch.as_tensor(rec.frame_valid[None]),
-                           normalisation)[0].numpy()
+    valid_t = torch.as_tensor(rec.frame_valid[None])
+    norm_t = normalise_cines(torch.as_tensor(padded[None]), valid_t, normalisation)
+    loc = localiser_inputs(norm_t, valid_t, CentreLocaliserConfig().input_size)[0].numpy()
+    norm = norm_t[0].numpy()
     points = geometry.points_to_padded(item.landmarks_px, offsets)
     shift = np.array([offsets[1], offsets[0]], dtype=np.float64)
     box = np.asarray(item.bbox_px, dtype=np.float64) + np.concatenate([shift, shift])
@@ -48,6 +55,8 @@ def make_sample(item: LabelledSlice, normalisation: dict = NORMALISATION) -> dic
     crop_points[~rec.frame_valid] = np.nan
     return {
         "ed": norm[0].astype(np.float16),
+        "loc": loc.astype(np.float16),
+        "ed_points": points[0].astype(np.float32),
         "box": box.astype(np.float32),
         "crops": crops.astype(np.float16),
         "points": crop_points.astype(np.float32),
