@@ -9,9 +9,8 @@ switched by ``.train()``/``.eval()``); outputs are converted to raytag's landmar
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 import torch.nn.functional as F
+from torch import nn
 
 from raytag.models.presets import CentreLocaliserConfig, LocaliserConfig, TrackerConfig
 

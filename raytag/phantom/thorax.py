@@ -31,13 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from raytag.phantom import kinematics as kin
-from raytag.phantom.acquisition import sample_acquisition
 from raytag.phantom import textures as tx
+from raytag.phantom.acquisition import sample_acquisition
 from raytag.phantom.params import (
     ParticipantParams,
     SliceParams,
-    draw_strain_targets,
     draw_group,
+    draw_strain_targets,
 )
 from raytag.phantom.render import heart_weights, tag_pattern
 from raytag.phantom.tissues import TISSUES, LayerStack, decay, finish
