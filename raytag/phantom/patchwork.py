@@ -96,7 +96,8 @@ def _organs(p: flv.FourierLVParams, rng: np.random.Generator, x, y):
     diag = np.hypot(*shape)
     if rng.random() < 0.7:  # a body with air around it
         body = tx.star_level(x, y, p.cols * rng.uniform(0.35, 0.65),
-                             p.rows * rng.uniform(0.35, 0.65), diag * rng.uniform(0.45, 0.7), tx.fourier_radius(rng, 5, 0.08),
+                             p.rows * rng.uniform(0.35, 0.65), diag * rng.uniform(0.45, 0.7),
+                             tx.fourier_radius(rng, 5, 0.08),
                              aspect=rng.uniform(0.6, 1.4), angle=rng.uniform(0, np.pi))
         stack.paint(_random_tissue(rng), tx.partial_volume(body), tx.random_texture(rng, shape))
     else:
