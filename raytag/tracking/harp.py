@@ -1,0 +1,431 @@
+"""HARP tracking: material points keep their tag phase while the tissue moves.
+
+Osman et al. (MRM 1999, IEEE TMI 2000): band-pass each frame around the two first tag
+harmonics; the angle of each complex harmonic image is a phase ``phi_j(x, t)`` that a
+material point carries with it. A point seen at ``x_0`` in the ED frame is found in frame
+``t`` by Newton steps on ``wrap(phi(x, t) - phi(x_0, 0)) = 0`` (two equations, two
+unknowns). raytag's implementation, per slice:
+
+1. :class:`CineHarmonics`: a ``size x size`` window around the heart (tapered at its
+   edges), the two harmonic peaks from the ED frame's spectrum, and per frame the
+   *demodulated* harmonic images ``D_j = H_j exp(-i k_j . x)``: slowly varying, so bilinear
+   interpolation of ``D_j`` (and its analytic gradient) is accurate even though the tags
+   turn the phase by ~1.4 rad per pixel.
+2. Points are tracked on an interior material grid of the myocardium (rings 1..5 of the
+   ED landmark grid and half-way between spokes: 48 x 5 points; the borders, rings 0 and
+   6, are where blood and background corrupt the phase), frame after frame, each start
+   predicted from the regularised field of the frames before.
+3. Regularisation: per frame, the displacement of the grid is fitted (weighted least
+   squares, iteratively reweighted) by a field that is a trigonometric polynomial around
+   the ring (order ``order``) and linear across the wall. Uniform strain (any affine
+   motion) is represented exactly for a ring grid that is linear across the wall.
+4. Tag-jump guard: a point whose Newton result lies more than ``jump_fraction`` of a tag
+   period from the field is restarted from the field's prediction, so it converges to the
+   phase-equivalent position nearest the coherent motion (HARP refinement); points that
+   still disagree get no weight.
+5. The 168 landmarks are the fitted field evaluated at the ED landmark grid (rings 0 and 6
+   extrapolated linearly across the wall).
+
+With ``guide`` trajectories (the network's, ``hybrid`` mode) the start of each frame is
+the guide's displacement instead of the prediction from earlier frames: the network
+arbitrates which tag is which, and HARP makes the track phase-consistent.
+
+Coordinates: ``(x, y)`` px of the input frames (original matrix), pixel centres at
+integers. Frames ``(T, rows, cols)`` any real dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
+from raytag.tracking.harmonics import circular_difference, find_first_harmonic_peaks
+
+__all__ = ["CineHarmonics", "HarpResult", "interior_grid", "grid_coordinates", "fit_field",
+           "track_harp", "HARP_WINDOW"]
+
+#: Side of the analysis window around the heart (px): holds a dilated LV, RV and motion.
+HARP_WINDOW = 128
+#: An ED spectrum whose harmonic peaks stand less than this far above the median of the
+#: tag band holds no usable grid (synthetic families: 50-220; white noise: 3-4).
+MIN_PEAK_STRENGTH = 12.0
+#: Band-pass radius as a fraction of the harmonic's distance from DC (cross terms and DC
+#: lie a full |k| away, so up to ~0.7 keeps them out; wider = finer spatial resolution).
+BANDPASS_RADIUS = 0.5
+
+
+def peak_strength(window: np.ndarray, peaks: np.ndarray) -> float:
+    """The weaker harmonic peak's ``|F|`` over the median ``|F|`` of the band where tags can
+    be (``size / 7.5 <= |k| < size / 2``): ~50-200 for tagged cines, ~3-4 for noise."""
+    size = window.shape[0]
+    mag = np.abs(np.fft.fftshift(np.fft.fft2(window)))
+    c = size // 2
+    k = np.arange(size) - c
+    ky, kx = np.meshgrid(k, k, indexing="ij")
+    radius = np.hypot(kx, ky)
+    band = (radius >= size / 7.5) & (radius < size / 2)
+    floor = max(float(np.median(mag[band])), 1e-12)
+    ij = np.rint(np.asarray(peaks)).astype(int) + c
+    return float(min(mag[ij[:, 1] % size, ij[:, 0] % size])) / floor
+
+
+def _taper(size: int, edge: int) -> np.ndarray:
+    """2-D window ``(size, size)``: 1 inside, raised-cosine to 0 over ``edge`` px at the sides."""
+    ramp = np.ones(size)
+    t = 0.5 - 0.5 * np.cos(np.pi * (np.arange(edge) + 0.5) / edge)
+    ramp[:edge], ramp[-edge:] = t, t[::-1]
+    return ramp[:, None] * ramp[None, :]
+
+
+@dataclass
+class CineHarmonics:
+    """Demodulated harmonic images of a cine in a window around the heart.
+
+    ``origin`` (x0, y0): frame px of window pixel (0, 0); ``size``: window side;
+    ``k`` ``(2, 2)``: wave vectors (rad/px, rows = harmonics, columns = x, y);
+    ``demod`` complex64 ``(2, T, size, size)``; ``local_mean`` float32 ``(T, size, size)``:
+    low-passed intensity (for tag contrast); ``valid`` ``(T,)`` bool; ``window`` float32
+    ``(T, size, size)``: the tapered window frames; ``filters`` ``(2, size, size)``: the
+    band-pass weights (unshifted FFT layout).
+    """
+
+    origin: np.ndarray
+    size: int
+    k: np.ndarray
+    demod: np.ndarray
+    local_mean: np.ndarray
+    valid: np.ndarray
+    window: np.ndarray
+    filters: np.ndarray
+
+    @classmethod
+    def analyse(cls, frames: np.ndarray, frame_valid: np.ndarray, centre_xy,
+                size: int = HARP_WINDOW, peaks: np.ndarray | None = None) -> CineHarmonics:
+        """Window the cine at ``centre_xy`` and band-pass every valid frame at both harmonics.
+
+        Raises ``ValueError`` when the ED frame has no two-direction tag grid.
+        """
+        frames = np.asarray(frames)
+        t_count, rows, cols = frames.shape
+        valid = np.asarray(frame_valid, dtype=bool).copy()
+        x0 = int(round(float(centre_xy[0]))) - size // 2
+        y0 = int(round(float(centre_xy[1]))) - size // 2
+        win = np.zeros((t_count, size, size), dtype=np.float32)
+        ys, xs = max(y0, 0), max(x0, 0)
+        ye, xe = min(y0 + size, rows), min(x0 + size, cols)
+        if ye > ys and xe > xs:
+            win[:, ys - y0 : ye - y0, xs - x0 : xe - x0] = frames[:, ys:ye, xs:xe]
+        win *= _taper(size, size // 8)[None].astype(np.float32)
+        if peaks is None:
+            peaks = find_first_harmonic_peaks(win[0], size=size, min_radius=size / 7.5)
+            strength = peak_strength(win[0], peaks)
+            if strength < MIN_PEAK_STRENGTH:
+                raise ValueError(
+                    f"no tag grid in the ED frame: its strongest spectral peaks are only "
+                    f"{strength:.1f}x the median spectrum (tagged cines: > 40x)")
+        peaks = np.asarray(peaks, dtype=np.float64)
+        k = 2 * np.pi * peaks / size  # rad/px, (kx, ky) per harmonic
+        f = np.fft.fftfreq(size, 1.0 / size)
+        filters = np.zeros((2, size, size))
+        for j, peak in enumerate(peaks):
+            radius = BANDPASS_RADIUS * float(np.linalg.norm(peak))
+            taper = 0.25 * radius
+            dkx = (f[None, :] - peak[0] + size / 2) % size - size / 2
+            dky = (f[:, None] - peak[1] + size / 2) % size - size / 2
+            tt = np.clip((np.hypot(dkx, dky) - (radius - taper)) / taper, 0.0, 1.0)
+            filters[j] = 0.5 * (1.0 + np.cos(np.pi * tt))
+        h = cls(np.array([x0, y0], dtype=np.float64), size, k,
+                np.zeros((2, t_count, size, size), dtype=np.complex64),
+                np.zeros((t_count, size, size), dtype=np.float32), valid, win, filters)
+        h.demod[:, valid] = h.bandpass(win[valid])
+        wavelength = h.wavelength_px
+        h.local_mean[valid] = ndimage.gaussian_filter(win[valid], (0, wavelength, wavelength))
+        return h
+
+    def bandpass(self, window_frames: np.ndarray) -> np.ndarray:
+        """Window frames ``(n, size, size)`` -> demodulated harmonics ``(2, n, size, size)``."""
+        spec = np.fft.fft2(np.asarray(window_frames, dtype=np.float32))
+        yy, xx = np.mgrid[0 : self.size, 0 : self.size]
+        out = np.empty((2, *spec.shape), dtype=np.complex64)
+        for j in range(2):
+            carrier = np.exp(-1j * (self.k[j, 0] * xx + self.k[j, 1] * yy))
+            out[j] = np.fft.ifft2(spec * self.filters[j]) * carrier
+        return out
+
+    @property
+    def wavelength_px(self) -> float:
+        """Mean tag period (px) of the two harmonics."""
+        return float(2 * np.pi / np.linalg.norm(self.k, axis=1).mean())
+
+    def sample(self, t: int, points: np.ndarray, gradient: bool = False):
+        """Harmonic phases ``(N, 2)`` (rad, unwrapped carrier + residual angle) and
+        magnitudes ``(N, 2)`` at frame px ``points`` ``(N, 2)``; with ``gradient`` also the
+        phase gradients ``(N, 2, 2)`` (harmonic, d/dx d/dy). Outside the window: NaN."""
+        p = np.asarray(points, dtype=np.float64) - self.origin
+        inside = (p[:, 0] >= 0) & (p[:, 0] <= self.size - 1.001) & (p[:, 1] >= 0) \
+            & (p[:, 1] <= self.size - 1.001)
+        pc = np.where(inside[:, None], p, self.size / 2)
+        j0 = np.floor(pc[:, 0]).astype(int)
+        i0 = np.floor(pc[:, 1]).astype(int)
+        fx, fy = pc[:, 0] - j0, pc[:, 1] - i0
+        d = self.demod[:, t]
+        z00, z01 = d[:, i0, j0], d[:, i0, j0 + 1]
+        z10, z11 = d[:, i0 + 1, j0], d[:, i0 + 1, j0 + 1]
+        z = (1 - fy) * ((1 - fx) * z00 + fx * z01) + fy * ((1 - fx) * z10 + fx * z11)  # (2, N)
+        carrier = self.k @ p.T  # (2, N)
+        phase = (np.angle(z) + carrier).T
+        mag = np.abs(z).T
+        phase[~inside], mag[~inside] = np.nan, 0.0
+        if not gradient:
+            return phase, mag
+        dzdx = (1 - fy) * (z01 - z00) + fy * (z11 - z10)
+        dzdy = (1 - fx) * (z10 - z00) + fx * (z11 - z01)
+        denom = np.maximum(np.abs(z) ** 2, 1e-20)
+        gx = np.imag(np.conj(z) * dzdx) / denom + self.k[:, 0, None]
+        gy = np.imag(np.conj(z) * dzdy) / denom + self.k[:, 1, None]
+        grad = np.stack([gx, gy], axis=-1).transpose(1, 0, 2)  # (N, 2, 2)
+        return phase, mag, grad
+
+    def local_intensity(self, t: int, points: np.ndarray) -> np.ndarray:
+        """Low-passed intensity ``(N,)`` at frame px ``points`` (bilinear)."""
+        p = np.asarray(points, dtype=np.float64) - self.origin
+        return ndimage.map_coordinates(self.local_mean[t], [p[:, 1], p[:, 0]], order=1,
+                                       mode="nearest")
+
+
+def newton(h: CineHarmonics, t: int, start: np.ndarray, target: np.ndarray,
+           iterations: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points ``(N, 2)`` from ``start`` whose frame-``t`` phases equal ``target`` ``(N, 2)``.
+
+    Each step solves ``J dx = -wrap(phi - target)`` with ``J`` the local phase gradient
+    (the nominal wave vectors where the local one is ill-conditioned), limited to a quarter
+    period. Returns positions, the final wrapped residual (rad, ``(N, 2)``) and magnitudes.
+    """
+    x = np.asarray(start, dtype=np.float64).copy()
+    k_nom = h.k
+    max_step = 0.25 * h.wavelength_px
+    for _ in range(iterations):
+        phase, mag, grad = h.sample(t, x, gradient=True)
+        r = circular_difference(phase, target)
+        det = np.linalg.det(grad)
+        det_nom = np.linalg.det(k_nom)
+        bad = ~np.isfinite(det) | (np.abs(det) < 0.25 * abs(det_nom)) \
+            | (np.abs(det) > 4 * abs(det_nom))
+        jac = np.where(bad[:, None, None], k_nom[None], grad)
+        step = np.linalg.solve(jac, np.nan_to_num(r)[..., None])[..., 0]
+        norm = np.hypot(step[:, 0], step[:, 1])
+        step *= np.minimum(1.0, max_step / np.maximum(norm, 1e-12))[:, None]
+        x -= step
+    phase, mag = h.sample(t, x)
+    return x, circular_difference(phase, target), mag
+
+
+# --- the myocardial grid and its regularised displacement field ------------------------
+
+
+def interior_grid(ed_landmarks: np.ndarray, rings=(1, 2, 3, 4, 5),
+                  half_spokes: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Material points to track, from ED landmarks ``(168, 2)``.
+
+    Returns ``points`` ``(M, 2)`` px, and their grid coordinates ``k`` (spoke, fractional
+    with half spokes) and ``r`` (ring) ``(M,)``. Half-spoke points lie on the ring half way
+    between neighbouring spokes (band-limited interpolation around the ring, so they sit on
+    a circle or ellipse, not on its chord).
+    """
+    g = np.asarray(ed_landmarks, dtype=np.float64).reshape(N_CIRCUMFERENTIAL, N_TRANSMURAL, 2)
+    n = N_CIRCUMFERENTIAL
+    if half_spokes:
+        spec = np.fft.fft(g, axis=0)
+        freq = np.fft.fftfreq(n, 1.0 / n)
+        shift = np.exp(2j * np.pi * freq * 0.5 / n)
+        shift[n // 2] = np.cos(np.pi * 0.5)  # the Nyquist term of a real signal
+        half = np.real(np.fft.ifft(spec * shift[:, None, None], axis=0))
+    ks, rs, pts = [], [], []
+    for r in rings:
+        for k in range(n):
+            pts.append(g[k, r])
+            ks.append(float(k))
+            rs.append(float(r))
+            if half_spokes:
+                pts.append(half[k, r])
+                ks.append(k + 0.5)
+                rs.append(float(r))
+    return np.array(pts), np.array(ks), np.array(rs)
+
+
+def grid_coordinates(ed_landmarks: np.ndarray, points: np.ndarray,
+                     r_range: tuple[float, float] = (-30.0, 30.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate grid coordinates ``(k, r)`` of any points ``(..., 2)`` in the ED geometry.
+
+    ``k`` (fractional spoke) from the angle about the ED ring centre, interpolated between
+    the spokes' mid-wall angles; ``r`` from the distance, interpolated between the endo-
+    (r = 0) and epicardial (r = 6) distances along that angle, clipped to ``r_range``
+    (the field is extrapolated only a little into blood and surroundings).
+    """
+    g = np.asarray(ed_landmarks, dtype=np.float64).reshape(N_CIRCUMFERENTIAL, N_TRANSMURAL, 2)
+    c = g.reshape(-1, 2).mean(axis=0)
+    mid = g[:, N_TRANSMURAL // 2] - c
+    ang_k = np.unwrap(np.arctan2(mid[:, 1], mid[:, 0]))
+    if ang_k[-1] < ang_k[0]:  # numbering runs the other way round: mirror the angles
+        ang_k = -ang_k
+        sign = -1.0
+    else:
+        sign = 1.0
+    ang_ext = np.concatenate([ang_k, ang_k[:1] + 2 * np.pi])
+    endo = np.hypot(*(g[:, 0] - c).T)
+    epi = np.hypot(*(g[:, -1] - c).T)
+    p = np.asarray(points, dtype=np.float64)
+    d = p - c
+    a = sign * np.arctan2(d[..., 1], d[..., 0])
+    a = ang_k[0] + np.mod(a - ang_k[0], 2 * np.pi)
+    kf = np.interp(a, ang_ext, np.arange(N_CIRCUMFERENTIAL + 1.0))
+    k0 = np.floor(kf).astype(int) % N_CIRCUMFERENTIAL
+    k1 = (k0 + 1) % N_CIRCUMFERENTIAL
+    w = kf - np.floor(kf)
+    r_endo = (1 - w) * endo[k0] + w * endo[k1]
+    r_epi = (1 - w) * epi[k0] + w * epi[k1]
+    rho = np.hypot(d[..., 0], d[..., 1])
+    r = (N_TRANSMURAL - 1) * (rho - r_endo) / np.maximum(r_epi - r_endo, 1e-6)
+    return kf % N_CIRCUMFERENTIAL, np.clip(r, *r_range)
+
+
+#: Roughness penalty of the field around the ring (per order**4, relative to the data).
+SMOOTHNESS = 1e-2
+#: Polynomial degree of the displacement field across the wall (in the ring index). The
+#: band-pass cannot resolve detail across a wall only ~1.5 tag periods thick; higher
+#: degrees extrapolate noise to the endo- and epicardium.
+TRANSMURAL_DEGREE = 1
+
+
+def _basis(k: np.ndarray, r: np.ndarray, order: int,
+           degree: int = TRANSMURAL_DEGREE) -> np.ndarray:
+    """Design matrix ``(M, (degree + 1) (2 order + 1))``: a trig polynomial in the spoke
+    angle times powers ``((r - 3) / 3)**d``, ``d <= degree``, across the wall."""
+    phi = 2 * np.pi * np.asarray(k) / N_CIRCUMFERENTIAL
+    cols = [np.ones_like(phi)]
+    for n in range(1, order + 1):
+        cols += [np.cos(n * phi), np.sin(n * phi)]
+    trig = np.stack(cols, axis=1)
+    s = ((np.asarray(r) - 3.0) / 3.0)[:, None]
+    return np.concatenate([trig * s**d for d in range(degree + 1)], axis=1)
+
+
+def fit_field(k: np.ndarray, r: np.ndarray, displacement: np.ndarray, weights: np.ndarray,
+              order: int = 6, smooth: float = SMOOTHNESS, degree: int = TRANSMURAL_DEGREE):
+    """Weighted, roughness-penalised least-squares field through ``displacement`` ``(M, 2)``
+    at grid coordinates ``(k, r)``.
+
+    The penalty on a coefficient of angular order ``n`` is ``smooth * n**4`` (and 1e-6 for
+    the rest) times the mean data weight: high orders are used only where the data demand
+    them, and a gap (points without weight) is bridged smoothly instead of wildly.
+    Returns a callable ``(k, r) -> (len(k), 2)`` displacement.
+    """
+    a = _basis(k, r, order, degree)
+    w = np.asarray(weights, dtype=np.float64)
+    ok = np.isfinite(displacement).all(axis=1) & (w > 0)
+    aw = a[ok] * w[ok, None]
+    gram = a[ok].T @ aw
+    n = np.concatenate([[0], np.repeat(np.arange(1, order + 1), 2)]).astype(float)
+    pen = np.tile(smooth * np.maximum(n - 1, 0) ** 4 + 1e-6, degree + 1)
+    scale = max(float(w[ok].sum()), 1e-12)
+    coef = np.linalg.solve(gram + np.diag(pen * scale), aw.T @ displacement[ok])
+
+    def field(kq, rq):
+        return _basis(kq, rq, order, degree) @ coef
+
+    return field
+
+
+@dataclass
+class HarpResult:
+    """``landmarks`` ``(T, 168, 2)`` px (NaN on invalid frames); ``tracked`` ``(T, M, 2)``
+    interior points after the guard; ``weights`` ``(T, M)``; ``residual_px`` ``(T, M)``
+    phase residual of the tracked points (px); ``harmonics`` the analysis used."""
+
+    landmarks: np.ndarray
+    tracked: np.ndarray
+    weights: np.ndarray
+    residual_px: np.ndarray
+    harmonics: CineHarmonics
+
+
+def _robust_fit(k, r, disp, base_w, order, scale_px):
+    """Two rounds of Huber-like reweighting on the fit residuals."""
+    w = base_w.copy()
+    field = fit_field(k, r, disp, w, order)
+    for _ in range(2):
+        res = np.hypot(*(disp - field(k, r)).T)
+        w = base_w / np.maximum(1.0, np.nan_to_num(res, nan=1e6) / scale_px)
+        field = fit_field(k, r, disp, w, order)
+    return field, w
+
+
+def _solve_frame(h_t, t_index, pts0, start, target, kq, rq, ok0, order, jump_fraction,
+                 iterations):
+    """Newton from ``start``, robust field fit, tag-jump guard, refit. Returns the field,
+    weights, positions and phase residual (px) of the interior points."""
+    lam = h_t.wavelength_px
+    x, res, mag = newton(h_t, t_index, start, target, iterations)
+    base_w = np.where(ok0 & np.isfinite(res).all(axis=1),
+                      np.sqrt(np.maximum(mag[:, 0] * mag[:, 1], 0)), 0.0)
+    field, w = _robust_fit(kq, rq, x - pts0, base_w, order, 0.1 * lam)
+    pred = pts0 + field(kq, rq)
+    jumped = np.hypot(*(x - pred).T) > jump_fraction * lam
+    if jumped.any():
+        xj, resj, magj = newton(h_t, t_index, pred[jumped], target[jumped], iterations)
+        x[jumped], res[jumped], mag[jumped] = xj, resj, magj
+        still = np.hypot(*(x - pred).T) > jump_fraction * lam
+        base_w = np.where(ok0 & np.isfinite(res).all(axis=1) & ~still,
+                          np.sqrt(np.maximum(mag[:, 0] * mag[:, 1], 0)), 0.0)
+        field, w = _robust_fit(kq, rq, x - pts0, base_w, order, 0.1 * lam)
+    kn = np.linalg.norm(h_t.k, axis=1)
+    return field, w, x, np.nanmean(np.abs(res) / kn[None], axis=1)
+
+
+def track_harp(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.ndarray,
+               guide: np.ndarray | None = None, harmonics: CineHarmonics | None = None,
+               order: int = 6, jump_fraction: float = 0.3,
+               iterations: int = 5) -> HarpResult:
+    """Track a slice's myocardium from its ED landmarks ``(168, 2)`` through the cine.
+
+    ``frames`` ``(T, rows, cols)``, ``frame_valid`` ``(T,)`` bool (invalid frames get NaN).
+    ``guide`` ``(T, 168, 2)``: optional trajectories (e.g. the network's) that give each
+    frame's starting positions. Raises ``ValueError`` if the ED frame shows no tag grid.
+    """
+    frames = np.asarray(frames)
+    valid = np.asarray(frame_valid, dtype=bool)
+    ed = np.asarray(ed_landmarks, dtype=np.float64)
+    t_count = len(frames)
+    h = harmonics or CineHarmonics.analyse(frames, valid, ed.mean(axis=0))
+    pts0, kq, rq = interior_grid(ed)
+    k_lm = np.repeat(np.arange(N_CIRCUMFERENTIAL, dtype=float), N_TRANSMURAL)
+    r_lm = np.tile(np.arange(N_TRANSMURAL, dtype=float), N_CIRCUMFERENTIAL)
+    target, mag0 = h.sample(0, pts0)
+    m = len(pts0)
+    tracked = np.full((t_count, m, 2), np.nan)
+    weights = np.zeros((t_count, m))
+    residual = np.full((t_count, m), np.nan)
+    out = np.full((t_count, 168, 2), np.nan)
+    tracked[0], out[0] = pts0, ed
+    weights[0], residual[0] = 1.0, 0.0
+    ok0 = np.isfinite(target).all(axis=1) & (mag0.min(axis=1) > 0)
+    prev_disp = np.zeros((m, 2))
+    prev2_disp = np.zeros((m, 2))
+    for t in range(1, t_count):
+        if not valid[t]:
+            continue
+        if guide is not None and np.isfinite(guide[t]).all():
+            guide_field = fit_field(k_lm, r_lm, guide[t] - ed, np.ones(168), order)
+            start = pts0 + guide_field(kq, rq)
+        else:
+            start = pts0 + prev_disp + 0.5 * (prev_disp - prev2_disp)
+        field, w, x, res_px = _solve_frame(h, t, pts0, start, target, kq, rq, ok0, order,
+                                           jump_fraction, iterations)
+        disp = field(kq, rq)
+        prev2_disp, prev_disp = prev_disp, disp
+        out[t] = ed + field(k_lm, r_lm)
+        tracked[t], weights[t], residual[t] = x, w, res_px
+    return HarpResult(out, tracked, weights, residual, h)
