@@ -10,7 +10,9 @@ Pipeline per batch (no per-frame Python loops):
    :func:`raytag.geometry.crop_weights`, the same sampling as the numpy path);
 5. tracker -> landmarks in crop pixels -> original pixels (exact inverse maps of
    :mod:`raytag.geometry`); padded (invalid) frames get NaN landmarks, never a guess;
-6. strain curves, ES frame and ES values with :func:`raytag.strain.compute_strains`.
+6. per slice, the tracker chosen (``network``, ``harp`` or ``hybrid``), strain curves, ES
+   and tag QC with :func:`raytag.tracking.measure.measure_slice` (numpy, shared with the
+   cohort pipeline's CPU stage).
 
 Runs under ``torch.inference_mode``; on CUDA with bf16 autocast by default, on CPU in fp32.
 """
@@ -30,35 +32,59 @@ from raytag.models.checkpoint import Checkpoint, load_checkpoint
 from raytag.models.networks import CentreLocaliser, Localiser, Tracker, split_xy
 from raytag.models.normalise import NORMALISATION, normalise_cines
 from raytag.strain import compute_strains
+from raytag.tracking.measure import TRACKERS, SliceMeasurement, measure_slice
 
-__all__ = ["Predictor", "Prediction", "MIN_BOX_PX"]
+__all__ = ["Predictor", "Prediction", "NetworkOutput", "MIN_BOX_PX", "finish_prediction"]
 
 #: A predicted box narrower than this (padded px) is widened about its centre.
 MIN_BOX_PX = 16.0
 
 
 @dataclass
+class NetworkOutput:
+    """The networks' part for B slices: ``bbox_px`` ``(B, 4)`` and ``landmarks_px``
+    ``(B, T, 168, 2)`` in original pixels (NaN on invalid frames)."""
+
+    bbox_px: np.ndarray
+    landmarks_px: np.ndarray
+    model_version: str
+
+
+@dataclass
 class Prediction:
     """Outputs for a batch of B slices (numpy, original pixel space).
 
-    ``bbox_px`` ``(B, 4)``; ``landmarks_px`` ``(B, T, 168, 2)`` (NaN on invalid frames);
-    ``strains``: :func:`raytag.strain.compute_strains` output (curves ``(B, T)``,
-    ``es_frame`` ``(B,)``, ES values ``(B,)``); ``model_version``.
+    ``bbox_px`` ``(B, 4)``; ``landmarks_px`` ``(B, T, 168, 2)`` the reported track (NaN on
+    invalid frames); ``strains``: :func:`raytag.strain.compute_strains` output stacked over
+    slices (curves ``(B, T)``, ``es_frame`` ``(B,)``, ES values ``(B,)``); ``model_version``;
+    ``measurements``: per slice :class:`~raytag.tracking.measure.SliceMeasurement` (tag
+    contrast, phase residual, tracker uncertainty, QC flags, tracker used), or None when
+    the prediction was made without them (``tracking=None``).
     """
 
     bbox_px: np.ndarray
     landmarks_px: np.ndarray
     strains: dict
     model_version: str
+    measurements: list[SliceMeasurement] | None = None
 
-    def item(self, i: int) -> dict:
-        """The ``i``-th slice's outputs (strains as per-slice arrays/scalars)."""
-        return {
-            "bbox_px": self.bbox_px[i],
-            "landmarks_px": self.landmarks_px[i],
-            "strains": {k: v[i] for k, v in self.strains.items()},
-            "model_version": self.model_version,
-        }
+
+def finish_prediction(records: Sequence[SliceRecord], net: NetworkOutput,
+                      tracking: str | None) -> Prediction:
+    """Network output -> the reported prediction: per slice the ``tracking`` track, strain
+    and tag QC (:func:`~raytag.tracking.measure.measure_slice`); ``tracking=None`` reports
+    the network's landmarks without tag analysis (the paper's pipeline, fastest)."""
+    spacing = np.stack([r.pixel_spacing_mm for r in records])  # (row, col)
+    valid = np.stack([r.frame_valid for r in records])
+    if tracking is None:
+        strains = compute_strains(geometry.px_to_mm(net.landmarks_px, spacing),
+                                  frame_valid=valid)
+        return Prediction(net.bbox_px, net.landmarks_px, strains, net.model_version)
+    ms = [measure_slice(r.frames, r.frame_valid, r.pixel_spacing_mm, pts, tracking)
+          for r, pts in zip(records, net.landmarks_px, strict=True)]
+    strains = {k: np.stack([np.asarray(m.strains[k]) for m in ms]) for k in ms[0].strains}
+    return Prediction(net.bbox_px, np.stack([m.landmarks_px for m in ms]), strains,
+                      f"{net.model_version} tracker={tracking}", ms)
 
 
 def _default_device() -> torch.device:
@@ -77,6 +103,10 @@ class Predictor:
     on crops around truth boxes, so a localiser error (anisotropic especially) shows up as
     a distorted crop it has not seen; one pass re-centres the crop on what it tracked.
     Each pass costs one more tracker forward. The reported box is the last one used.
+
+    ``tracking``: what moves the landmarks after the networks (see
+    :mod:`raytag.tracking.measure`): ``network``, ``harp`` or ``hybrid``, each with tag QC;
+    None for the network's landmarks without tag analysis (``raytag run --tracker``).
     """
 
     def __init__(
@@ -88,9 +118,13 @@ class Predictor:
         device: str | torch.device | None = None,
         amp: torch.dtype | None = torch.bfloat16,
         refine_passes: int = 0,
+        tracking: str | None = "network",
     ):
         if refine_passes < 0:
             raise ValueError("refine_passes must be >= 0")
+        if tracking is not None and tracking not in TRACKERS:
+            raise ValueError(f"tracking must be one of {TRACKERS} or None, got {tracking!r}")
+        self.tracking = tracking
         self.refine_passes = int(refine_passes)
         self.device = torch.device(device) if device is not None else _default_device()
         self.localiser = localiser.eval().to(self.device)
@@ -104,7 +138,8 @@ class Predictor:
     @classmethod
     def from_checkpoints(cls, localiser_uri: str, tracker_uri: str, device=None,
                          amp: torch.dtype | None = torch.bfloat16,
-                         refine_passes: int = 0) -> Predictor:
+                         refine_passes: int = 0,
+                         tracking: str | None = "network") -> Predictor:
         loc: Checkpoint = load_checkpoint(localiser_uri, kind="localiser")
         trk: Checkpoint = load_checkpoint(tracker_uri, kind="tracker")
         if loc.normalisation != trk.normalisation:
@@ -115,22 +150,28 @@ class Predictor:
         if refine_passes:
             version += f" refine{refine_passes}"
         return cls(loc.model, trk.model, trk.normalisation, version, device, amp,
-                   refine_passes)
+                   refine_passes, tracking)
 
     # -- the batched core ---------------------------------------------------------------
 
     def predict_padded(
-        self, padded: np.ndarray, frame_valid: np.ndarray
+        self, padded: np.ndarray, frame_valid: np.ndarray, boxes: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(B, T, 256, 256)`` frames + ``(B, T)`` validity -> padded-space boxes and landmarks.
 
         Returns ``boxes`` ``(B, 4)`` and ``landmarks`` ``(B, T, 168, 2)`` float64, both in
-        padded pixels; landmarks of invalid frames are NaN.
+        padded pixels; landmarks of invalid frames are NaN. Given ``boxes`` (padded px),
+        the localiser and the refinement passes are skipped (e.g. to measure the tracker on
+        truth boxes, localisation out of the loop).
         """
         b, t = padded.shape[:2]
         valid = torch.as_tensor(np.asarray(frame_valid, dtype=bool), device=self.device)
         frames = torch.as_tensor(np.ascontiguousarray(padded), device=self.device)
         x = normalise_cines(frames, valid, self.normalisation)
+        if boxes is not None:
+            points = self._track(x, np.asarray(boxes, dtype=np.float64))
+            points[~np.asarray(frame_valid, dtype=bool)] = np.nan
+            return np.asarray(boxes, dtype=np.float64), points
         with torch.inference_mode(), self._autocast():
             boxes = self.localiser.locate(x, valid).float().cpu().numpy().astype(np.float64)
         boxes = _sanitise_boxes(boxes)
@@ -166,8 +207,11 @@ class Predictor:
 
     # -- records in, measurements out ---------------------------------------------------
 
-    def predict(self, records: Sequence[SliceRecord]) -> Prediction:
-        """Measure a batch of ``ok`` slice records (any matrix sizes; each padded to 256)."""
+    def predict_network(self, records: Sequence[SliceRecord],
+                        boxes: np.ndarray | None = None) -> NetworkOutput:
+        """The networks on a batch of ``ok`` records (any matrix sizes; each padded to 256):
+        boxes and landmarks in original pixels. ``boxes`` ``(B, 4)`` original px: use these
+        instead of the localiser's (see :meth:`predict_padded`)."""
         if not records:
             raise ValueError("no records to predict")
         bad = [r for r in records if not r.ok or r.frames is None]
@@ -176,14 +220,20 @@ class Predictor:
         padded, offsets = zip(*(geometry.pad_to_square(r.frames, PAD_SIZE) for r in records),
                               strict=True)
         valid = np.stack([r.frame_valid for r in records])
-        boxes, points = self.predict_padded(np.stack(padded), valid)
         offs = np.asarray(offsets, dtype=np.float64)  # (B, 2) = (row_off, col_off)
         shift = np.stack([offs[:, 1], offs[:, 0]], axis=-1)  # (x, y)
-        bbox = boxes - np.concatenate([shift, shift], axis=-1)
-        points = points - shift[:, None, None, :]
-        spacing = np.stack([r.pixel_spacing_mm for r in records])  # (row, col)
-        strains = compute_strains(geometry.px_to_mm(points, spacing), frame_valid=valid)
-        return Prediction(bbox, points, strains, self.model_version)
+        shift4 = np.concatenate([shift, shift], axis=-1)
+        boxes, points = self.predict_padded(np.stack(padded), valid,
+                                            None if boxes is None else boxes + shift4)
+        bbox = boxes - shift4
+        return NetworkOutput(bbox, points - shift[:, None, None, :], self.model_version)
+
+    def predict(self, records: Sequence[SliceRecord],
+                boxes: np.ndarray | None = None) -> Prediction:
+        """Measure a batch of ``ok`` slice records: networks, then :attr:`tracking`'s track,
+        strain and tag QC per slice (:func:`finish_prediction`). ``boxes``: see
+        :meth:`predict_network`."""
+        return finish_prediction(records, self.predict_network(records, boxes), self.tracking)
 
 
 def _sanitise_boxes(boxes: np.ndarray) -> np.ndarray:

@@ -27,9 +27,16 @@ def strain_agreement(pred_mm: np.ndarray, true_mm: np.ndarray, valid: np.ndarray
     es = np.asarray(es_frame)
     sp = compute_strains(pred_mm, frame_valid=valid, es_frame=es)
     st = compute_strains(true_mm, frame_valid=valid, es_frame=es)
-    return {f"{k}_error": sp[f"es_{k}"] - st[f"es_{k}"]
-            for k in ("circ_global", "radial", "circ_midwall")} | {
-        "circ_global_true": st["es_circ_global"], "radial_true": st["es_radial"]}
+    keys = ("circ_global", "radial", "circ_midwall")
+    return {f"{k}_error": sp[f"es_{k}"] - st[f"es_{k}"] for k in keys} | {
+        f"{k}_true": st[f"es_{k}"] for k in keys}
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r (NaN with fewer than 3 pairs or no spread)."""
+    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def summarise(pred_mm, true_mm, valid, es_frame, pred_box=None, true_box=None) -> dict:
@@ -38,8 +45,13 @@ def summarise(pred_mm, true_mm, valid, es_frame, pred_box=None, true_box=None) -
     rmse_ed = landmark_rmse_mm(pred_mm, true_mm, np.zeros_like(es))
     rmse_es = landmark_rmse_mm(pred_mm, true_mm, es)
     agree = strain_agreement(pred_mm, true_mm, valid, es)
+    centre = np.hypot(*(np.nanmean(pred_mm[:, 0], axis=1) - np.nanmean(true_mm[:, 0], axis=1)).T)
     out = {
         "n_slices": int(len(es)),
+        # slices whose ES landmarks could be compared (the means below are over these)
+        "n_measured": int(np.sum(np.isfinite(rmse_es))),
+        "centre_error_mm_median": float(np.nanmedian(centre)),
+        "centre_error_mm_p90": float(np.nanpercentile(centre, 90)),
         "rmse_ed_mm_mean": float(np.nanmean(rmse_ed)), "rmse_ed_mm_sd": float(np.nanstd(rmse_ed)),
         "rmse_es_mm_mean": float(np.nanmean(rmse_es)), "rmse_es_mm_sd": float(np.nanstd(rmse_es)),
     }
@@ -47,6 +59,12 @@ def summarise(pred_mm, true_mm, valid, es_frame, pred_box=None, true_box=None) -
         err = agree[f"{k}_error"]
         out[f"es_{k}_bias"] = float(np.nanmean(err))
         out[f"es_{k}_sd"] = float(np.nanstd(err, ddof=1)) if np.sum(np.isfinite(err)) > 1 else 0.0
+        true = agree[f"{k}_true"]
+        ok = np.isfinite(err) & np.isfinite(true)
+        # Beside every error, the truth's own spread and the correlation: an error SD is
+        # only worth something below the truth SD (a constant predictor's error SD).
+        out[f"es_{k}_true_sd"] = float(np.std(true[ok], ddof=1)) if ok.sum() > 1 else 0.0
+        out[f"es_{k}_r"] = _pearson(true[ok] + err[ok], true[ok])
     if pred_box is not None and true_box is not None:
         iou = geometry.box_iou(np.asarray(pred_box), np.asarray(true_box))
         out["iou_mean"], out["iou_sd"] = float(np.mean(iou)), float(np.std(iou))

@@ -1,0 +1,93 @@
+"""From a slice's network landmarks to its reported track, strain and tag QC (numpy only).
+
+The second half of inference, shared by :meth:`raytag.models.predictor.Predictor.predict`
+(evaluation, benchmarks, notebooks) and the cohort pipeline's CPU stage, so both run the
+same code. Trackers (:data:`TRACKERS`):
+
+- ``network``: the RNN-CNN's landmarks in every frame (the paper's method);
+- ``harp``: the network's ED landmarks, moved through the cine by HARP
+  (:func:`raytag.tracking.harp.track_harp`): motion from the tags, not from the anatomy;
+- ``hybrid``: HARP started in every frame from the network's landmarks (the network
+  arbitrates which tag is which, HARP makes the track phase-consistent).
+
+Whatever the tracker, every slice gets tag QC: ``tag_contrast`` ``(T,)``,
+``phase_residual_px`` of the reported track, and ``strain_uncertainty`` = the absolute
+difference of the network's and HARP's ES global circumferential strain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from raytag import geometry
+from raytag.strain import compute_strains
+from raytag.tracking import qc
+from raytag.tracking.harp import CineHarmonics, track_harp
+
+__all__ = ["TRACKERS", "SliceMeasurement", "measure_slice"]
+
+TRACKERS = ("network", "harp", "hybrid")
+
+
+@dataclass
+class SliceMeasurement:
+    """One slice's reported measurement.
+
+    ``landmarks_px`` ``(T, 168, 2)`` original px (NaN on invalid frames); ``strains``
+    :func:`raytag.strain.compute_strains` of one slice (curves ``(T,)``, scalars);
+    ``tag_contrast`` ``(T,)``; ``phase_residual_px``, ``strain_uncertainty`` floats (NaN when
+    not measurable); ``qc_flags``; ``tracker`` the tracker whose track is reported (the
+    network's when the cine has no usable tag grid).
+    """
+
+    landmarks_px: np.ndarray
+    strains: dict
+    tag_contrast: np.ndarray
+    phase_residual_px: float
+    strain_uncertainty: float
+    qc_flags: list[str] = field(default_factory=list)
+    tracker: str = "network"
+
+
+def _strains(points_px: np.ndarray, spacing_mm, valid: np.ndarray) -> dict:
+    return compute_strains(geometry.px_to_mm(points_px, spacing_mm), frame_valid=valid)
+
+
+def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
+                  network_landmarks: np.ndarray, tracker: str = "network") -> SliceMeasurement:
+    """Track (per ``tracker``), measure strain and tag QC for one slice.
+
+    ``frames`` ``(T, rows, cols)`` original matrix; ``frame_valid`` ``(T,)``; ``spacing_mm``
+    ``(row, col)``; ``network_landmarks`` ``(T, 168, 2)`` original px.
+    """
+    if tracker not in TRACKERS:
+        raise ValueError(f"tracker must be one of {TRACKERS}, got {tracker!r}")
+    valid = np.asarray(frame_valid, dtype=bool)
+    net = np.asarray(network_landmarks, dtype=np.float64)
+    t = len(net)
+    flags: list[str] = []
+    try:
+        if not np.isfinite(net[0]).all():
+            raise ValueError("no ED landmarks")
+        h = CineHarmonics.analyse(frames, valid, net[0].mean(axis=0))
+    except ValueError:
+        strains = _strains(net, spacing_mm, valid)
+        return SliceMeasurement(net, strains, np.full(t, np.nan), float("nan"), float("nan"),
+                                ["no_tag_grid"], "network")
+    harp = track_harp(frames, valid, net[0], harmonics=h).landmarks
+    reported = {"network": net, "harp": harp}.get(tracker)
+    if reported is None:  # hybrid
+        reported = track_harp(frames, valid, net[0], guide=net, harmonics=h).landmarks
+    strains = _strains(reported, spacing_mm, valid)
+    es = int(strains["es_frame"])
+    uncertainty = float("nan")
+    if es >= 0:
+        s_net = _strains(net, spacing_mm, valid)
+        s_harp = _strains(harp, spacing_mm, valid)
+        uncertainty = float(abs(s_net["circ_global"][es] - s_harp["circ_global"][es]))
+    contrast = qc.tag_contrast(h, reported)
+    _, residual = qc.phase_residual_px(h, reported, contrast)
+    flags += qc.qc_flags(contrast, es, residual, uncertainty)
+    return SliceMeasurement(reported, strains, contrast, residual, uncertainty, flags, tracker)
