@@ -9,7 +9,15 @@ from torch import nn
 
 from raytag import geometry
 from raytag.io import read_participant, storage
-from raytag.models import PRESETS, build_localiser, build_tracker, count_parameters, split_xy
+from raytag.models import (
+    PRESETS,
+    CentreLocaliser,
+    build_localiser,
+    build_tracker,
+    count_parameters,
+    split_xy,
+)
+from raytag.models.networks import centre_targets, localiser_inputs
 from raytag.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from raytag.models.loss import localiser_loss, tracker_loss
 from raytag.models.normalise import normalise_cines
@@ -43,8 +51,17 @@ def test_localiser_shapes_match_the_paper():
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_forward_backward_each_preset(preset):
     loc, trk = build_localiser(preset), build_tracker(preset)
-    boxes = loc(torch.randn(2, 1, 256, 256))
-    assert boxes.shape == (2, 4)
+    cines = torch.rand(2, 20, 256, 256)
+    valid = torch.ones(2, 20, dtype=torch.bool)
+    if isinstance(loc, CentreLocaliser):
+        out = loc(localiser_inputs(cines, valid, loc.config.input_size))
+        g = loc.config.input_size // 4
+        assert out["logits"].shape == (2, g * g) and out["log_size"].shape == (2, 2, g, g)
+        boxes = loc.loss(out, torch.tensor([[90.0, 80, 150, 140], [10, 20, 70, 90]]))
+    else:
+        boxes = loc(torch.randn(2, 1, 256, 256))
+        assert boxes.shape == (2, 4)
+    assert loc.locate(cines, valid).shape == (2, 4)
     flat = trk(torch.randn(1, 20, 128, 128))
     assert flat.shape == (1, 20, 336)
     pts = split_xy(flat, 168)
@@ -56,7 +73,7 @@ def test_forward_backward_each_preset(preset):
 
 
 def test_batch_norm_and_dropout_switch_with_train_and_eval():
-    loc = build_localiser("lite")
+    loc = build_localiser("lite-regression")
     nn.init.normal_(loc.head[-1].weight, std=0.01)  # trained-like: outputs depend on features
     x = torch.randn(4, 1, 256, 256)
     bn = loc.features[1]
@@ -178,8 +195,10 @@ def test_checkpoint_through_s3(s3_endpoint, s3_bucket):
     uri = f"s3://{s3_bucket}/models/loc.pt"
     save_checkpoint(loc, uri, "lite")
     ck = load_checkpoint(uri, kind="localiser")
-    x = torch.randn(1, 1, 256, 256)
-    torch.testing.assert_close(ck.model(x), loc(x))
+    x = torch.rand(1, 20, 256, 256)
+    valid = torch.ones(1, 20, dtype=torch.bool)
+    assert isinstance(ck.model, CentreLocaliser)
+    torch.testing.assert_close(ck.model.locate(x, valid), loc.locate(x, valid))
 
 
 class _OracleLocaliser(nn.Module):
@@ -191,6 +210,9 @@ class _OracleLocaliser(nn.Module):
 
     def forward(self, ed):
         return self.boxes[: ed.shape[0]]
+
+    def locate(self, cines, frame_valid):
+        return self.boxes[: cines.shape[0]]
 
 
 class _OracleTracker(nn.Module):
@@ -327,3 +349,46 @@ def test_refinement_pass_recrops_on_the_tracked_ed_landmarks(synthetic):
     np.testing.assert_allclose(out.landmarks_px[0][valid], truth[valid], atol=1e-3)
     with pytest.raises(ValueError, match="refine_passes"):
         Predictor(_OracleLocaliser(true_box), Spy(crop), device="cpu", refine_passes=-1)
+
+
+def test_centre_targets_and_decode_invert_each_other():
+    """Boxes -> (cell, offset, log size) by hand, and outputs built from those targets
+    decode back to the same boxes."""
+    loc = build_localiser("lite").eval()
+    cfg = loc.config
+    cell = cfg.cell_px  # 8 padded px per cell at 128 input
+    boxes = torch.tensor([[100.0, 60.0, 160.0, 134.0], [3.0, 5.0, 41.0, 37.0]])
+    tgt = centre_targets(boxes, cfg)
+    # box 0: centre (130, 97) px = (16.25, 12.125) cells; cell i spans [i, i + 1), so the
+    # centre lies in cell (16, 12), whose centre (16.5, 12.5) is off by (-0.25, -0.375)
+    g = cfg.input_size // 4
+    assert cell == 8.0 and int(tgt["cell"][0]) == 12 * g + 16
+    torch.testing.assert_close(tgt["offset"][0], torch.tensor([-0.25, -0.375]))
+    torch.testing.assert_close(tgt["log_size"][0], torch.log(torch.tensor([60.0, 74.0]) / 8))
+    assert torch.allclose(tgt["heat"].sum(dim=1), torch.ones(2))
+    logits = torch.full((2, g * g), -20.0)
+    offset = torch.zeros(2, 2, g, g)
+    size = torch.zeros(2, 2, g, g)
+    for b in range(2):
+        c = int(tgt["cell"][b])
+        logits[b, c] = 20.0
+        offset[b, :, c // g, c % g] = tgt["offset"][b]
+        size[b, :, c // g, c % g] = tgt["log_size"][b]
+    decoded, conf = loc.decode({"logits": logits, "offset": offset, "log_size": size})
+    torch.testing.assert_close(decoded, boxes)
+    assert torch.all(conf > 0.99)
+
+
+def test_regression_checkpoints_still_load(tmp_path):
+    """Checkpoints written before localisers had an ``arch`` (the earlier shipped weights)
+    load as the corner-regression network."""
+    from raytag.models import Localiser
+
+    old = build_localiser("lite-regression").eval()
+    uri = str(tmp_path / "old.pt")
+    save_checkpoint(old, uri, "lite")
+    ck = load_checkpoint(uri, kind="localiser")
+    assert type(ck.model) is Localiser
+    x = torch.rand(1, 20, 256, 256)
+    valid = torch.ones(1, 20, dtype=torch.bool)
+    torch.testing.assert_close(ck.model.locate(x, valid), old(x[:, :1]))

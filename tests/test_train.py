@@ -163,3 +163,31 @@ def test_ddp_training_resume_and_predictor(cohort, tmp_path, ray_local):
     predictor = Predictor.from_checkpoints(loc["exported"], again["exported"], device="cpu")
     metrics = evaluate(predictor, labelled_split(cohort, "test", seed=0), echo=lambda s: None)
     assert metrics["overall"]["n_slices"] >= 1 and "rmse_es_mm_mean" in metrics["overall"]
+
+
+def test_centre_augmentation_moves_the_box_with_the_heart():
+    """A bright disc and a ring of landmarks around it: after random rotation, scale, flip
+    and shift, the box recomputed from the moved landmarks is centred on the moved disc."""
+    import torch
+
+    from raytag.models.networks import localiser_inputs
+    from raytag.train.augment import augment_centre
+
+    yy, xx = np.mgrid[:256, :256]
+    angle = np.linspace(0, 2 * np.pi, 168, endpoint=False)
+    pts = np.stack([100 + 20 * np.cos(angle), 60 + 20 * np.sin(angle)], -1)
+    disc = ((xx - 100) ** 2 + (yy - 60) ** 2 < 20**2).astype(np.float32)
+    cine = torch.tensor(disc)[None, None].repeat(6, 20, 1, 1)
+    loc = localiser_inputs(cine, torch.ones(6, 20, dtype=torch.bool), 128)
+    quiet = {"noise": 0, "loc_shading": 0, "loc_blur_p": 0, "gamma": 0, "intensity": 0}
+    out, boxes = augment_centre(loc, torch.tensor(pts, dtype=torch.float32)[None].repeat(6, 1, 1),
+                                torch.Generator().manual_seed(3), quiet)
+    for i in range(6):
+        ys, xs = np.nonzero(out[i, 0].numpy() > 0.5)
+        centre = ((xs.mean() + 0.5) * 2 - 0.5, (ys.mean() + 0.5) * 2 - 0.5)  # 128 -> 256 px
+        box = boxes[i].numpy()
+        assert np.hypot(centre[0] - (box[0] + box[2]) / 2, centre[1] - (box[1] + box[3]) / 2) < 1.0
+        # the box of a circle is square: 2 r s (1 + 2 * 0.3) for a scale s in the range
+        side = box[2] - box[0]
+        assert side == pytest.approx(box[3] - box[1], rel=0.02)
+        assert 40 * 1.6 * np.exp(-0.26) < side < 40 * 1.6 * np.exp(0.26)
