@@ -51,6 +51,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from raytag.io import storage
     from raytag.pipeline.cluster import ensure_ray
     from raytag.train.driver import KINDS, clean_run, prepare_datasets, train_network
 
@@ -69,8 +70,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             kind, datasets, args.storage, args.name, preset=args.preset, workers=args.workers,
             epochs=epochs, batch_size=args.batch_size, lr=lr, seed=args.seed,
             use_gpu=args.use_gpu, patience=args.patience, out_dir=args.out,
+            init_from=(storage.join(args.init_from, f"{kind}.pt")
+                       if args.init_from and not args.init_from.endswith(".pt")
+                       else args.init_from),
             training={"data": args.data, "slices": counts, "preset": args.preset,
                       "workers": args.workers, "epochs": epochs, "lr": lr,
+                      "init_from": args.init_from,
                       "command": " ".join(sys.argv)},
         ))
     print(json.dumps([{k: r[k] for k in ("kind", "exported", "seconds")}
@@ -225,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--storage", default="raytag-runs", help="Ray Train storage path")
     train.add_argument("--out", default="raytag-models", help="where <kind>.pt is exported")
     train.add_argument("--fresh", action="store_true", help="delete the run and start over")
+    train.add_argument("--init-from", default=None,
+                       help="weights folder (or .pt file) to start from: fine-tuning")
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="metrics of a checkpoint pair on labelled data",

@@ -107,13 +107,15 @@ def train_network(
     out_dir: str | None = None,
     augment: dict | bool | None = None,
     inject_failure: dict | None = None,
+    init_from: str | None = None,
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> dict:
     """Train one network with ``TorchTrainer``; returns the best metrics and exported path.
 
     ``inject_failure`` (tests and chaos drills only): ``{"epoch", "rank", "marker"}`` makes
     that worker raise once after that epoch, so ``FailureConfig`` must restart the group
-    from the latest checkpoint.
+    from the latest checkpoint. ``init_from``: a checkpoint file whose weights start a new
+    run (fine-tuning); ignored when the run resumes from its own checkpoint.
     """
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -126,7 +128,8 @@ def train_network(
     config = {"kind": kind, "preset": preset, "epochs": epochs, "batch_size": batch_size,
               "lr": lr, "seed": seed, "patience": patience,
               "augment": {} if augment is None else augment,
-              "training": training or {}, "inject_failure": inject_failure}
+              "training": training or {}, "inject_failure": inject_failure,
+              "init_from": init_from}
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,

@@ -95,7 +95,8 @@ def _maybe_inject_failure(spec: dict | None, epoch: int, rank: int) -> None:
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point. ``config``: kind, preset, epochs, batch_size, lr, seed,
     patience, augment (dict of overrides, or False for none), strain_weight, training
-    (the description stored in checkpoints)."""
+    (the description stored in checkpoints), init_from (a checkpoint to start from when
+    the run has none of its own)."""
     kind = config["kind"]
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
@@ -109,6 +110,11 @@ def train_loop_per_worker(config: dict) -> None:
     start, best, stale = 1, -float("inf"), 0
 
     checkpoint = ray.train.get_checkpoint()
+    if not checkpoint and config.get("init_from"):
+        # fine-tuning: start from another run's weights (same architecture), fresh optimiser
+        from raytag.models.checkpoint import load_checkpoint
+
+        model.load_state_dict(load_checkpoint(config["init_from"], kind=kind).model.state_dict())
     if checkpoint:
         with checkpoint.as_directory() as d:
             state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu",
