@@ -1,0 +1,169 @@
+"""Transfer benchmark: a weights pair on every generator family, held-out families first.
+
+For each family a test cohort is generated on its own seed (never used for training:
+training cohorts use seeds below 9000), and the same slices are measured in several
+settings so that localisation and tracking errors stay separate:
+
+- ``end_to_end/<tracker>``: localiser -> box refinement -> tracker network -> tracker
+  (``network``, ``harp`` or ``hybrid``), as ``raytag run`` does;
+- ``truth_box/<tracker>``: the same with the truth ROI box (localiser out of the loop);
+- ``truth_ed/harp``: HARP from the truth ED landmarks (networks out of the loop: the
+  tracker's own accuracy, the phase-based tracking issue's acceptance).
+
+Per setting: LV centre error (median, mm), ROI IoU, landmark RMSE at ED and ES (mm), ES
+global and midwall circumferential and radial strain error (bias, SD), the truth's SD and
+Pearson r, seconds per slice. A family is ``held_out`` when ``--trained-on`` does not
+name it (the headline: trained and tuned without it).
+
+    python benchmarks/transfer.py --weights raytag/models/weights --trained-on disc,thorax \\
+        --participants 20 --json benchmarks/results/transfer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from raytag import geometry
+from raytag.io import read_participant
+from raytag.io.labelled import LabelledSlice
+from raytag.models.weights import load_predictor
+from raytag.phantom.cohort import SynthConfig, generate_participant
+from raytag.phantom.families import FAMILIES
+from raytag.tracking.measure import TRACKERS, measure_slice
+from raytag.train.metrics import summarise
+
+#: Test seeds per family (fixed, never used to train or tune).
+TEST_SEEDS = {"disc": 9301, "thorax": 9302, "patchwork": 9303}
+KEYS = ("centre_error_mm_median", "iou_mean", "rmse_ed_mm_mean", "rmse_es_mm_mean",
+        "es_circ_global_bias", "es_circ_global_sd", "es_circ_global_true_sd",
+        "es_circ_global_r", "es_circ_midwall_bias", "es_circ_midwall_sd", "es_radial_bias",
+        "es_radial_sd", "es_radial_true_sd", "es_radial_r", "n_slices", "seconds_per_slice")
+
+
+def labelled_cohort(family: str, participants: int, seed: int) -> list[LabelledSlice]:
+    """``ok`` slices of a fresh cohort with their truth (generated in memory)."""
+    config = SynthConfig(participants, seed=seed, family=family)
+    items = []
+    for i in range(participants):
+        gp = generate_participant(i, config)
+        truth = {r["slice_index"]: r for r in gp.truth_rows}
+        for rec in read_participant((gp.name, gp.data)):
+            row = truth.get(rec.slice_index)
+            if rec.ok and row is not None:
+                pts = np.array(row["landmarks_px"], dtype=np.float64).reshape(-1, 168, 2)
+                items.append(LabelledSlice(rec, pts, np.array(row["bbox_px"]),
+                                           int(row["es_frame"]), row.get("group")))
+    return items
+
+
+def _metrics(items, landmarks, boxes, seconds) -> dict:
+    spacing = np.stack([it.record.pixel_spacing_mm for it in items])
+    m = summarise(geometry.px_to_mm(np.stack(landmarks), spacing),
+                  geometry.px_to_mm(np.stack([it.landmarks_px for it in items]), spacing),
+                  np.stack([it.record.frame_valid for it in items]),
+                  np.array([it.es_frame for it in items]),
+                  None if boxes is None else np.stack(boxes),
+                  np.stack([it.bbox_px for it in items]))
+    m["seconds_per_slice"] = seconds / len(items)
+    return {k: m.get(k) for k in KEYS}
+
+
+def evaluate_family(predictor, items, trackers, batch: int = 8) -> dict:
+    """Every setting on the same slices (see the module docstring)."""
+    out = {}
+    true_boxes = np.stack([it.bbox_px for it in items])
+    for mode in ("end_to_end", "truth_box"):
+        t0 = time.perf_counter()
+        nets = []
+        for i in range(0, len(items), batch):
+            recs = [it.record for it in items[i : i + batch]]
+            nets.append(predictor.predict_network(
+                recs, None if mode == "end_to_end" else true_boxes[i : i + batch]))
+        net_seconds = time.perf_counter() - t0
+        boxes = [b for n in nets for b in n.bbox_px]
+        lms = [p for n in nets for p in n.landmarks_px]
+        for tracker in trackers:
+            t0 = time.perf_counter()
+            tracked = [measure_slice(it.record.frames, it.record.frame_valid,
+                                     it.record.pixel_spacing_mm, lm, tracker).landmarks_px
+                       for it, lm in zip(items, lms, strict=True)]
+            seconds = net_seconds + time.perf_counter() - t0
+            out[f"{mode}/{tracker}"] = _metrics(items, tracked, boxes, seconds)
+    t0 = time.perf_counter()
+    harp = [measure_slice(it.record.frames, it.record.frame_valid, it.record.pixel_spacing_mm,
+                          it.landmarks_px, "harp").landmarks_px for it in items]
+    out["truth_ed/harp"] = _metrics(items, harp, None, time.perf_counter() - t0)
+    return out
+
+
+def table(result: dict) -> str:
+    rows = ["| family | setting | centre mm | IoU | RMSE ED / ES mm | ES circ error (truth SD, r) "
+            "| ES radial error (truth SD, r) |", "|---|---|---|---|---|---|---|"]
+    for fam, data in result["families"].items():
+        name = f"**{fam}** (held out)" if data["held_out"] else fam
+        for setting, m in data["settings"].items():
+            iou = "-" if m["iou_mean"] is None else f"{m['iou_mean']:.3f}"
+            rows.append(
+                f"| {name} | {setting} | {m['centre_error_mm_median']:.1f} | {iou} | "
+                f"{m['rmse_ed_mm_mean']:.2f} / {m['rmse_es_mm_mean']:.2f} | "
+                f"{m['es_circ_global_bias']:+.3f} +- {m['es_circ_global_sd']:.3f} "
+                f"({m['es_circ_global_true_sd']:.3f}, {m['es_circ_global_r']:.2f}) | "
+                f"{m['es_radial_bias']:+.3f} +- {m['es_radial_sd']:.3f} "
+                f"({m['es_radial_true_sd']:.3f}, {m['es_radial_r']:.2f}) |")
+    return "\n".join(rows)
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--weights", default=None, help="weights folder (default: shipped)")
+    ap.add_argument("--trained-on", required=True,
+                    help="families the weights were trained (and tuned) on, e.g. disc,thorax")
+    ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument("--trackers", default=",".join(TRACKERS))
+    ap.add_argument("--participants", type=int, default=20)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    trained = set(args.trained_on.split(","))
+    predictor = load_predictor(args.weights, device="cpu")
+    result = {
+        "machine": {"cpus": os.cpu_count(), "processor": platform.machine(),
+                    "python": platform.python_version()},
+        "commit": _commit(), "model_version": predictor.model_version,
+        "trained_on": sorted(trained), "participants_per_family": args.participants,
+        "families": {},
+    }
+    for fam in args.families.split(","):
+        t0 = time.perf_counter()
+        items = labelled_cohort(fam, args.participants, TEST_SEEDS[fam])
+        print(f"{fam}: {len(items)} slices generated ({time.perf_counter() - t0:.0f} s)",
+              file=sys.stderr)
+        result["families"][fam] = {
+            "held_out": fam not in trained, "seed": TEST_SEEDS[fam],
+            "settings": evaluate_family(predictor, items, args.trackers.split(",")),
+        }
+        print(f"{fam}: done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    print(table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1, default=float)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
