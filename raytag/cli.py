@@ -10,14 +10,19 @@ import json
 import sys
 
 from raytag import __version__
-from raytag.constants import REFINE_PASSES
+from raytag.constants import DEFAULT_TRACKER, REFINE_PASSES
+
+#: Trackers and retry policies, as data (importing raytag.tracking / pipeline here would
+#: slow ``raytag --help``); tests check they equal the modules' own tuples.
+TRACKERS = ("network", "harp", "hybrid")
+RETRY_POLICIES = ("none", "transient", "all")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from raytag.demo import run_demo
 
     summary = run_demo(args.out, n_participants=args.participants, seed=args.seed,
-                       weights=args.weights)
+                       weights=args.weights, family=args.family)
     return 0 if summary["duplicate_keys"] == 0 and summary["by_status"].get("ok") else 1
 
 
@@ -84,11 +89,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from raytag.models.predictor import Predictor
+    from raytag.models.weights import load_predictor
     from raytag.train.evaluate import evaluate, format_table, labelled_split, write_report
 
-    predictor = Predictor.from_checkpoints(args.localiser, args.tracker,
-                                           refine_passes=args.refine_passes)
+    predictor = load_predictor(args.weights, refine_passes=args.refine_passes)
+    predictor.tracking = args.tracker
     items = labelled_split(args.data, args.split, args.seed, args.limit)
     metrics = evaluate(predictor, items)
     if args.out:
@@ -103,8 +108,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         summary = run_cohort(
             args.input, args.output, weights=args.weights, limit=args.limit,
-            resume=args.resume, chunk_participants=args.chunk, model_actors=args.model_actors,
-            rows_per_file=args.rows_per_file, refine_passes=args.refine_passes)
+            resume=args.resume, model_actors=args.model_actors, gpus=args.gpus,
+            rows_per_file=args.rows_per_file, flush_seconds=args.flush_seconds,
+            refine_passes=args.refine_passes, tracker=args.tracker,
+            retry_failed=args.retry_failed)
     except (FileExistsError, FileNotFoundError) as exc:
         print(f"raytag run: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--weights", default=None,
                       help="folder with localiser.pt and tracker.pt (default: shipped)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--family", default="thorax",
+                      help="generator family of the cohort (default thorax)")
     demo.set_defaults(func=_cmd_demo)
 
     synth = sub.add_parser(
@@ -236,8 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="metrics of a checkpoint pair on labelled data",
                         description="End-to-end predictor vs truth: IoU, RMSE, ES strain.")
-    ev.add_argument("--localiser", required=True)
-    ev.add_argument("--tracker", required=True)
+    ev.add_argument("--weights", default=None,
+                    help="folder with localiser.pt and tracker.pt (default: shipped)")
+    ev.add_argument("--tracker", choices=TRACKERS, default=DEFAULT_TRACKER,
+                    help=f"what moves the landmarks after the networks (default "
+                    f"{DEFAULT_TRACKER})")
     ev.add_argument("--data", required=True)
     ev.add_argument("--split", default="all", choices=("all", "train", "val", "test"))
     ev.add_argument("--seed", type=int, default=0, help="the training split seed")
@@ -261,11 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                      help="skip participants already in the output (default); "
                      "--no-resume refuses an output that already has results")
-    run.add_argument("--chunk", type=int, default=256,
-                     help="participants per committed chunk (the unit of exactly-once)")
     run.add_argument("--model-actors", type=int, default=None,
-                     help="model actor pool size (default: one per GPU, or CPUs/2)")
-    run.add_argument("--rows-per-file", type=int, default=2000)
+                     help="model actor pool size (default: one per GPU the cluster has or "
+                     "can start, else CPUs/2)")
+    run.add_argument("--gpus", type=int, default=None,
+                     help="GPUs to ask for (one model actor each), also on a cluster that "
+                     "has no GPU node yet: its autoscaler starts them")
+    run.add_argument("--tracker", choices=TRACKERS, default=DEFAULT_TRACKER,
+                     help=f"what moves the landmarks after the networks (default "
+                     f"{DEFAULT_TRACKER})")
+    run.add_argument("--retry-failed", choices=RETRY_POLICIES, default="transient",
+                     help="committed failures to process again: transient ones (storage "
+                     "errors; default), all, or none")
+    run.add_argument("--rows-per-file", type=int, default=3000,
+                     help="slice rows per committed results file (default 3000)")
+    run.add_argument("--flush-seconds", type=float, default=60.0,
+                     help="commit what is ready at least this often (default 60)")
     run.add_argument("--refine-passes", type=int, default=REFINE_PASSES,
                      help="tracker passes on the box re-fitted to the tracked ED landmarks "
                      f"(default {REFINE_PASSES}; 0 = the paper's single pass, twice as fast)")

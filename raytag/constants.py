@@ -32,6 +32,11 @@ ROI_MARGIN = 0.30
 #: landmarks (raytag.models.predictor.Predictor); measured in the weights' model card.
 REFINE_PASSES = 1
 
+#: What moves the landmarks through the cine after the networks (``raytag run|evaluate
+#: --tracker``): ``network`` (the paper's RNN-CNN), ``harp`` or ``hybrid`` (tag phase,
+#: :mod:`raytag.tracking`). Chosen by ``benchmarks/transfer.py``; recorded in model_version.
+DEFAULT_TRACKER = "hybrid"
+
 # --- UK Biobank ------------------------------------------------------------------------
 #: UK Biobank data field of the CMR tagging zips.
 UKB_FIELD_TAGGING = 20211

@@ -114,7 +114,7 @@ def test_synth_and_cohort_jobs_through_the_job_api(ray_head, tmp_path):
     assert len(set(truth.column("eid").to_pylist())) == 6
     # 2. the cohort through the pipeline, as a second job
     report = _submit(url, env, f"{sys.executable} {ROOT / 'jobs' / 'process_cohort.py'} "
-                     f"--input {cohort} --output {out} --chunk 2",
+                     f"--input {cohort} --output {out} --rows-per-file 6",
                      f"raytag-cohort-{os.getpid()}")
     assert '"duplicate_keys": 0' in report["logs"]
     table = read_results(str(out))

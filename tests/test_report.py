@@ -228,7 +228,8 @@ def synthetic_run(tmp_path_factory):
             cohort / f"{r['eid']}_20211_{r['instance']}_0.zip"))
         if r["eid"] == "9000001":
             r = {k: r[k] for k in ("eid", "instance", "slice_index", "slice_label")} | {
-                "status": "failed", "error": "not a zip archive (bad magic)", "stage": "decode"}
+                "status": "failed", "error": "not a zip archive (bad magic)", "stage": "decode",
+                "reason": "not_a_zip"}
         elif r["status"] == "ok":
             for col in tables.STRAINS:
                 r[col] = r[col] + float(rng.normal(0.005, 0.01))
@@ -286,6 +287,7 @@ def test_report_from_synthetic_cohort(synthetic_run, tmp_path):
     # failed rows counted, never in statistics
     (fail,) = doc["tables"]["failures"]
     assert fail["participants"] == 1 and fail["slices"] == 3 and fail["stage"] == "decode"
+    assert fail["reason"] == "not_a_zip"
     assert doc["meta"]["ok_rows"] == len(ok) and doc["meta"]["paired_slices"] == len(ok)
     # Table 3 present with the reference side by side
     groups = {r["group"]: r for r in doc["tables"]["groups"]}

@@ -29,7 +29,6 @@ from raytag.analysis.stats import (
     welch_difference,
 )
 from raytag.constants import N_LANDMARKS, SLICE_LABELS, STATUS_OK
-from raytag.pipeline.telemetry import failure_reason
 from raytag.strain import compute_strains
 from raytag.train.metrics import landmark_rmse_mm
 
@@ -279,11 +278,13 @@ def status_table(results: Sequence[Mapping]) -> list[dict]:
 
 
 def failure_table(results: Sequence[Mapping]) -> list[dict]:
-    """Failed slices by short reason and stage, most common first, with one example."""
+    """Failed slices by reason (the results' ``reason`` column, a
+    :class:`raytag.failures.Reason` value; ``unknown`` for tables written before it) and
+    stage, most common first, with one example."""
     groups: dict[tuple[str, str], list[Mapping]] = {}
     for r in results:
         if r.get("status") == "failed":
-            groups.setdefault((failure_reason(r.get("error")), r.get("stage") or ""),
+            groups.setdefault((r.get("reason") or "unknown", r.get("stage") or ""),
                               []).append(r)
     rows = [{"reason": reason, "stage": stage, "slices": len(rs),
              "participants": len({(r["eid"], r["instance"]) for r in rs}),

@@ -17,6 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from raytag.constants import MAX_MATRIX_SIZE
+from raytag.failures import Reason
 from raytag.io.errors import IngestError
 
 __all__ = ["FrameHeader", "read_header", "decode_frame"]
@@ -49,6 +50,7 @@ class FrameHeader:
     position_mm: float | None
     transfer_syntax: str
     problem: str | None = None
+    problem_reason: Reason | None = None
 
 
 def _int_or_none(value) -> int | None:
@@ -101,19 +103,21 @@ def read_header(member: str, data: bytes) -> FrameHeader | None:
         spacing = (float(ps[0]), float(ps[1]))
     except (AttributeError, TypeError, ValueError, IndexError):
         pass
-    problem = None
+    problem, why = None, None
     if modality != "MR":
-        problem = f"not an MR image (Modality {modality or 'missing'!r})"
+        problem, why = f"not an MR image (Modality {modality or 'missing'!r})", Reason.NOT_AN_IMAGE
     elif sop and sop not in _MR_IMAGE_SOP_CLASSES:
-        problem = f"not an MR image storage object (SOP class {sop})"
+        problem, why = f"not an MR image storage object (SOP class {sop})", Reason.NOT_AN_IMAGE
     elif rows <= 0 or cols <= 0:
-        problem = "no image matrix in the header (Rows/Columns missing)"
+        problem, why = "no image matrix in the header (Rows/Columns missing)", Reason.NOT_AN_IMAGE
     elif rows > MAX_MATRIX_SIZE or cols > MAX_MATRIX_SIZE:
         problem = f"declared matrix {rows}x{cols} exceeds the limit {MAX_MATRIX_SIZE}"
+        why = Reason.OVER_LIMITS
     elif _int_or_none(getattr(ds, "NumberOfFrames", 1)) not in (None, 1):
         problem = "multi-frame DICOM objects are not supported (expected one file per frame)"
+        why = Reason.BAD_HEADER
     elif spacing is None or not all(np.isfinite(spacing)) or min(spacing) <= 0:
-        problem = "PixelSpacing missing or invalid"
+        problem, why = "PixelSpacing missing or invalid", Reason.BAD_HEADER
     meta = getattr(ds, "file_meta", None)
     tsyntax = str(getattr(meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
     return FrameHeader(
@@ -132,6 +136,7 @@ def read_header(member: str, data: bytes) -> FrameHeader | None:
         position_mm=_position_along_normal(ds),
         transfer_syntax=tsyntax,
         problem=problem,
+        problem_reason=why,
     )
 
 
@@ -142,12 +147,13 @@ def _check_decoder(tsyntax: str) -> None:
     try:
         decoder = pydicom.pixels.get_decoder(uid)
     except NotImplementedError as exc:
-        raise IngestError(f"pixel data in unsupported transfer syntax {uid.name} ({uid})") from exc
+        raise IngestError(f"pixel data in unsupported transfer syntax {uid.name} ({uid})",
+                          Reason.NO_PIXEL_DECODER) from exc
     if not decoder.is_available:
         raise IngestError(
             f"compressed pixel data ({uid.name}, {uid}) but no decoder is installed: "
             "install raytag's 'jpeg' extra (pip install 'raytag[jpeg]') or another pydicom "
-            "pixel-data plugin for this transfer syntax"
+            "pixel-data plugin for this transfer syntax", Reason.NO_PIXEL_DECODER
         )
 
 
@@ -165,11 +171,12 @@ def decode_frame(header: FrameHeader, data: bytes) -> np.ndarray:
     except IngestError:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types; all mean "unreadable"
-        raise IngestError(f"{header.member}: pixel data cannot be decoded ({exc})") from exc
+        raise IngestError(f"{header.member}: pixel data cannot be decoded ({exc})",
+                          Reason.BAD_PIXEL_DATA) from exc
     if arr.shape != (header.rows, header.cols):
         raise IngestError(
             f"{header.member}: pixel data shape {arr.shape} does not match header "
-            f"{header.rows}x{header.cols}"
+            f"{header.rows}x{header.cols}", Reason.BAD_PIXEL_DATA
         )
     if arr.dtype.kind == "f" or np.iinfo(arr.dtype).max > np.iinfo(np.uint16).max:
         arr = np.clip(arr, 0, np.iinfo(np.uint16).max)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from raytag.constants import MAX_ZIP_BYTES, N_FRAMES, SLICE_LABELS
+from raytag.failures import Reason
 from raytag.io import storage
 from raytag.io.dicom import FrameHeader, decode_frame, read_header
 from raytag.io.errors import IngestError
@@ -59,15 +60,16 @@ def _load(source: Source, uri: str) -> bytes:
     try:
         return storage.read_bytes(uri, max_bytes=MAX_ZIP_BYTES)
     except storage.StorageError as exc:
-        raise IngestError(str(exc)) from exc
+        raise IngestError(str(exc), exc.reason) from exc
 
 
-def _participant_failure(uri: str, reason: str, eid: str | None = None,
-                         instance: int | None = None) -> list[SliceRecord]:
+def _participant_failure(uri: str, message: str, reason: Reason, eid: str | None = None,
+                         instance: int | None = None, array: int | None = None,
+                         ) -> list[SliceRecord]:
     if eid is None:
         eid = storage.basename(uri).rsplit(".", 1)[0] or "unknown"
-    rec = SliceRecord(eid=eid, instance=instance, slice_index=None, source_uri=uri)
-    return [rec.fail(reason)]
+    rec = SliceRecord(eid=eid, instance=instance, slice_index=None, source_uri=uri, array=array)
+    return [rec.fail(message, reason=reason)]
 
 
 def read_participant(source: Source, n_frames: int = N_FRAMES) -> list[SliceRecord]:
@@ -84,7 +86,8 @@ def read_participant(source: Source, n_frames: int = N_FRAMES) -> list[SliceReco
         return _read_participant(source, uri, n_frames)
     except Exception as exc:  # noqa: BLE001 - last net: bad input is a row, never a crash
         return _participant_failure(
-            uri, f"unexpected error reading the zip: {type(exc).__name__}: {exc}"
+            uri, f"unexpected error reading the zip: {type(exc).__name__}: {exc}",
+            Reason.UNEXPECTED,
         )
 
 
@@ -92,12 +95,13 @@ def _read_participant(source: Source, uri: str, n_frames: int) -> list[SliceReco
     try:
         visit = parse_zip_name(uri)
     except IngestError as exc:
-        return _participant_failure(uri, str(exc))
+        return _participant_failure(uri, str(exc), exc.reason)
     try:
         data = _load(source, uri)
         zf = SafeZip(data)
     except IngestError as exc:
-        return _participant_failure(uri, str(exc), visit.eid, visit.instance)
+        return _participant_failure(uri, str(exc), exc.reason, visit.eid, visit.instance,
+                                    visit.array)
 
     headers, skipped = _scan_headers(zf)
     participant_flags = _manifest_flags(zf, headers)
@@ -113,25 +117,31 @@ def _read_participant(source: Source, uri: str, n_frames: int) -> list[SliceReco
             uri,
             f"no tagging series (CINE_tagging_3sl_SAX_b<N>s) among {len(zf.names)} members "
             f"({len(headers)} DICOM, {skipped} not DICOM or unreadable){found}",
+            Reason.NO_TAGGING_SERIES,
             visit.eid,
             visit.instance,
+            visit.array,
         )
 
     records = []
     for idx in sorted(set(by_slice) | set(SLICE_LABELS)):
-        rec = SliceRecord(eid=visit.eid, instance=visit.instance, slice_index=idx, source_uri=uri)
+        rec = SliceRecord(eid=visit.eid, instance=visit.instance, slice_index=idx, source_uri=uri,
+                          array=visit.array)
         rec.qc_flags.extend(participant_flags)
         if idx not in by_slice:
-            rec.fail(f"slice b{idx} ({SLICE_LABELS[idx]}) has no tagging series in the zip")
+            rec.fail(f"slice b{idx} ({SLICE_LABELS[idx]}) has no tagging series in the zip",
+                     reason=Reason.SLICE_MISSING)
         elif idx not in SLICE_LABELS:
-            rec.fail(f"series names slice b{idx}; UK Biobank tagging has slices b1..b3")
+            rec.fail(f"series names slice b{idx}; UK Biobank tagging has slices b1..b3",
+                     reason=Reason.NO_TAGGING_SERIES)
         else:
             try:
                 _fill_slice(rec, zf, by_slice[idx], n_frames)
             except IngestError as exc:
-                rec.fail(str(exc))
+                rec.fail(str(exc), reason=exc.reason)
             except Exception as exc:  # noqa: BLE001 - last net: one slice never costs the others
-                rec.fail(f"unexpected error reading the slice: {type(exc).__name__}: {exc}")
+                rec.fail(f"unexpected error reading the slice: {type(exc).__name__}: {exc}",
+                         reason=Reason.UNEXPECTED)
         records.append(rec)
     _flag_slice_order(records)
     return records
@@ -195,13 +205,15 @@ def _fill_slice(rec: SliceRecord, zf: SafeZip, series: dict[str, list[FrameHeade
     rec.series_number = first.series_number
     rec.series_description = first.series_description
 
-    problems = [h.problem for h in frames if h.problem]
-    if problems:
-        raise IngestError(f"series {first.series_description!r}: {problems[0]}")
+    bad = [h for h in frames if h.problem]
+    if bad:
+        raise IngestError(f"series {first.series_description!r}: {bad[0].problem}",
+                          bad[0].problem_reason or Reason.BAD_HEADER)
     sizes = Counter((h.rows, h.cols) for h in frames)
     if len(sizes) > 1:
         detail = ", ".join(f"{r}x{c} ({n} frames)" for (r, c), n in sizes.most_common())
-        raise IngestError(f"frames of mismatched size within the series: {detail}")
+        raise IngestError(f"frames of mismatched size within the series: {detail}",
+                          Reason.MISMATCHED_FRAMES)
 
     frames = _order_frames(rec, frames)
     rec.n_frames = len(frames)
@@ -243,7 +255,8 @@ def _order_frames(rec: SliceRecord, frames: list[FrameHeader]) -> list[FrameHead
     if all(h.instance_number is not None for h in frames):
         rec.qc_flags.append(QC_ORDER_BY_INSTANCE)
         return sorted(frames, key=lambda h: h.instance_number)
-    raise IngestError("cannot order frames: TriggerTime and InstanceNumber both missing")
+    raise IngestError("cannot order frames: TriggerTime and InstanceNumber both missing",
+                      Reason.UNORDERED_FRAMES)
 
 
 def _flag_slice_order(records: list[SliceRecord]) -> None:

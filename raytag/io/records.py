@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from raytag.constants import SLICE_LABELS, STATUS_FAILED, STATUS_OK
+from raytag.failures import Reason
 
 __all__ = ["SliceRecord"]
 
@@ -16,8 +17,9 @@ class SliceRecord:
     """One tagged short-axis slice of one participant visit, ready for the networks.
 
     Identity: ``eid`` (string), ``instance`` (visit, int; ``None`` if the zip name did
-    not parse), ``slice_index`` (1 basal, 2 mid, 3 apical; ``None`` for a participant
-    that failed before its slices were known) and ``slice_label``.
+    not parse), ``array`` (the zip name's array index), ``slice_index`` (1 basal, 2 mid,
+    3 apical; ``None`` for a participant that failed before its slices were known) and
+    ``slice_label``.
 
     Pixels (``None`` on failed records):
 
@@ -28,8 +30,9 @@ class SliceRecord:
     - ``pixel_spacing_mm``: float64 ``(2,)`` = (row spacing, column spacing).
 
     ``n_frames`` is the number of frames acquired (before padding/truncation).
-    ``status`` is ``ok`` or ``failed``; ``error`` the reason when failed; ``stage`` where it
-    failed (``ingest`` here). ``qc_flags`` are warnings that do not fail the slice.
+    ``status`` is ``ok`` or ``failed``; ``error`` the message when failed, ``reason`` its
+    :class:`~raytag.failures.Reason` value; ``stage`` where it failed (``ingest`` here).
+    ``qc_flags`` are warnings that do not fail the slice.
     """
 
     eid: str
@@ -37,6 +40,7 @@ class SliceRecord:
     slice_index: int | None
     status: str = STATUS_OK
     error: str | None = None
+    reason: str | None = None
     stage: str | None = None
     qc_flags: list[str] = field(default_factory=list)
     frames: np.ndarray | None = None
@@ -50,6 +54,7 @@ class SliceRecord:
     series_description: str | None = None
     n_candidate_series: int = 0
     slice_position_mm: float | None = None
+    array: int | None = None
 
     @property
     def slice_label(self) -> str | None:
@@ -65,10 +70,13 @@ class SliceRecord:
         """``(rows, cols)`` of the stored matrix, read from the header."""
         return None if self.frames is None else tuple(self.frames.shape[-2:])
 
-    def fail(self, reason: str, stage: str = "ingest") -> SliceRecord:
-        """Mark failed (dropping pixels) and return self."""
+    def fail(self, message: str, stage: str = "ingest",
+             reason: Reason | str = Reason.UNEXPECTED) -> SliceRecord:
+        """Mark failed with a message and a :class:`~raytag.failures.Reason` (dropping
+        pixels); returns self."""
         self.status = STATUS_FAILED
-        self.error = reason
+        self.error = message
+        self.reason = str(reason)
         self.stage = stage
         self.frames = self.frame_valid = self.trigger_time_ms = None
         return self

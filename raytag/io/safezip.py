@@ -7,6 +7,7 @@ import zipfile
 import zlib
 
 from raytag.constants import MAX_MEMBER_BYTES, MAX_ZIP_MEMBERS, MAX_ZIP_UNCOMPRESSED_BYTES
+from raytag.failures import Reason
 from raytag.io.errors import IngestError
 
 __all__ = ["SafeZip"]
@@ -35,27 +36,29 @@ class SafeZip:
         max_member_bytes: int = MAX_MEMBER_BYTES,
     ):
         if len(data) == 0:
-            raise IngestError("empty object (0 bytes), not a zip archive")
+            raise IngestError("empty object (0 bytes), not a zip archive", Reason.EMPTY_OBJECT)
         if not data.startswith(b"PK"):
-            raise IngestError(f"not a zip archive (starts with {data[:8]!r})")
+            raise IngestError(f"not a zip archive (starts with {data[:8]!r})", Reason.NOT_A_ZIP)
         try:
             self._zf = zipfile.ZipFile(io.BytesIO(data))
             infos = self._zf.infolist()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
-            raise IngestError(f"truncated or corrupt zip archive ({exc})") from exc
+            raise IngestError(f"truncated or corrupt zip archive ({exc})",
+                              Reason.CORRUPT_ZIP) from exc
         if len(infos) > max_members:
-            raise IngestError(f"zip has {len(infos)} members, more than the limit {max_members}")
+            raise IngestError(f"zip has {len(infos)} members, more than the limit {max_members}",
+                              Reason.OVER_LIMITS)
         for info in infos:
             if _unsafe_name(info.filename):
                 raise IngestError(
                     f"zip member name {info.filename!r} is absolute or contains '..': "
-                    "refusing a hostile archive"
+                    "refusing a hostile archive", Reason.UNSAFE_ZIP
                 )
         total = sum(i.file_size for i in infos)
         if total > max_total_bytes:
             raise IngestError(
                 f"zip declares {total} uncompressed bytes, more than the limit "
-                f"{max_total_bytes} (zip bomb?)"
+                f"{max_total_bytes} (zip bomb?)", Reason.OVER_LIMITS
             )
         self._infos = [i for i in infos if not i.is_dir()]
         self._max_member = max_member_bytes
@@ -71,7 +74,7 @@ class SafeZip:
         if info.file_size > self._max_member:
             raise IngestError(
                 f"member {name!r} declares {info.file_size} bytes, more than the limit "
-                f"{self._max_member}"
+                f"{self._max_member}", Reason.OVER_LIMITS
             )
         try:
             with self._zf.open(info) as f:
@@ -79,7 +82,9 @@ class SafeZip:
                 data = f.read(self._max_member + 1)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
                 NotImplementedError) as exc:
-            raise IngestError(f"member {name!r} cannot be read: {exc}") from exc
+            raise IngestError(f"member {name!r} cannot be read: {exc}",
+                              Reason.CORRUPT_ZIP) from exc
         if len(data) > self._max_member:
-            raise IngestError(f"member {name!r} inflates past the limit {self._max_member}")
+            raise IngestError(f"member {name!r} inflates past the limit {self._max_member}",
+                              Reason.OVER_LIMITS)
         return data

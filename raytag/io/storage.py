@@ -15,6 +15,9 @@ pyarrow does not read the endpoint variables itself, so they are passed explicit
 from __future__ import annotations
 
 import os
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -22,6 +25,8 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from raytag.failures import Reason
 
 __all__ = [
     "StorageError",
@@ -32,6 +37,10 @@ __all__ = [
     "write_table",
     "read_table",
     "list_files",
+    "list_file_infos",
+    "file_info",
+    "FileInfo",
+    "retrying",
     "join",
     "basename",
     "is_remote",
@@ -39,7 +48,62 @@ __all__ = [
 
 
 class StorageError(OSError):
-    """A URI that cannot be resolved, read or written; the message names the URI."""
+    """A URI that cannot be resolved, read or written; the message names the URI and
+    ``reason`` says what kind of problem it is (:data:`Reason.STORAGE_ERROR` is transient)."""
+
+    def __init__(self, message: str, reason: Reason = Reason.STORAGE_ERROR):
+        super().__init__(message)
+        self.reason = reason
+
+
+#: Attempts for a storage call that fails transiently, and the first back-off (doubling).
+RETRIES = 4
+BACKOFF_S = 0.2
+# pyarrow reports S3 trouble as OSError text; these mean "try again" (AWS error codes,
+# HTTP 5xx, network), anything else (403, no such key, a bad path) does not.
+_TRANSIENT_MARKERS = ("SLOW_DOWN", "SlowDown", "Throttl", "RequestTimeout", "Timeout",
+                      "timed out", "InternalError", "ServiceUnavailable", "503", "500",
+                      "Connection", "connection", "NETWORK", "Network", "Broken pipe",
+                      "temporarily unavailable")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a storage exception is worth retrying."""
+    if isinstance(exc, StorageError):
+        return exc.reason == Reason.STORAGE_ERROR and _looks_transient(str(exc))
+    return isinstance(exc, OSError) and _looks_transient(str(exc))
+
+
+def _looks_transient(text: str) -> bool:
+    return any(m in text for m in _TRANSIENT_MARKERS)
+
+
+def retrying(call: Callable, *, retries: int = RETRIES, backoff_s: float = BACKOFF_S,
+             sleep: Callable[[float], None] = time.sleep):
+    """``call()``, retried with exponential back-off (and jitter) while it fails transiently
+    (:func:`is_transient`); the last exception propagates."""
+    for attempt in range(retries):
+        try:
+            return call()
+        except (OSError, ValueError) as exc:
+            if attempt == retries - 1 or not is_transient(exc):
+                raise
+            sleep(backoff_s * 2**attempt * (1 + 0.25 * random.random()))
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A listed file: ``uri``, ``size`` (bytes) and ``mtime_ns`` (None where unknown)."""
+
+    uri: str
+    size: int | None
+    mtime_ns: int | None
+
+    @property
+    def fingerprint(self) -> str:
+        """``<size>-<mtime ns>``: changes when the object is replaced."""
+        return f"{self.size}-{self.mtime_ns}"
 
 
 @dataclass(frozen=True)
@@ -130,16 +194,21 @@ def resolve(uri: str | os.PathLike) -> StoragePath:
 def read_bytes(uri: str | os.PathLike, max_bytes: int | None = None) -> bytes:
     """Read a whole object; refuse objects larger than ``max_bytes`` before reading them."""
     sp = resolve(uri)
-    try:
+
+    def read() -> bytes:
         info = sp.filesystem.get_file_info(sp.path)
         if info.type == pafs.FileType.NotFound:
-            raise StorageError(f"{sp.uri}: no such file or object")
+            raise StorageError(f"{sp.uri}: no such file or object", Reason.MISSING_OBJECT)
         if info.type != pafs.FileType.File:
-            raise StorageError(f"{sp.uri}: not a file")
+            raise StorageError(f"{sp.uri}: not a file", Reason.MISSING_OBJECT)
         if max_bytes is not None and info.size is not None and info.size > max_bytes:
-            raise StorageError(f"{sp.uri}: {info.size} bytes exceeds the limit of {max_bytes}")
+            raise StorageError(f"{sp.uri}: {info.size} bytes exceeds the limit of {max_bytes}",
+                               Reason.OVER_LIMITS)
         with sp.filesystem.open_input_stream(sp.path) as f:
             return f.read()
+
+    try:
+        return retrying(read)
     except StorageError:
         raise
     except (OSError, ValueError) as exc:
@@ -157,8 +226,12 @@ def _resolve_for_writing(uri: str | os.PathLike) -> StoragePath:
 def write_bytes(uri: str | os.PathLike, data: bytes) -> None:
     """Write a whole object, creating parent folders (local) as needed."""
     sp = _resolve_for_writing(uri)
-    with sp.filesystem.open_output_stream(sp.path) as f:
-        f.write(data)
+
+    def write() -> None:
+        with sp.filesystem.open_output_stream(sp.path) as f:
+            f.write(data)
+
+    retrying(write)
 
 
 def write_table(table: pa.Table, uri: str | os.PathLike) -> None:
@@ -189,16 +262,37 @@ def basename(uri: str) -> str:
     return str(uri).rstrip("/").rsplit("/", 1)[-1]
 
 
-def list_files(uri: str | os.PathLike, suffix: str = "") -> list[str]:
-    """URIs of the files under a folder or prefix (recursive), sorted, filtered by suffix."""
+def file_info(uri: str | os.PathLike) -> FileInfo:
+    """One file's :class:`FileInfo`; :class:`StorageError` when it is not a file."""
     sp = resolve(uri)
     try:
-        infos = sp.filesystem.get_file_info(pafs.FileSelector(sp.path, recursive=True))
+        info = retrying(lambda: sp.filesystem.get_file_info(sp.path))
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{sp.uri}: cannot stat: {exc}") from exc
+    if info.type != pafs.FileType.File:
+        raise StorageError(f"{sp.uri}: no such file or object", Reason.MISSING_OBJECT)
+    return FileInfo(str(uri), info.size, info.mtime_ns)
+
+
+def list_file_infos(uri: str | os.PathLike, suffix: str = "",
+                    allow_not_found: bool = False) -> list[FileInfo]:
+    """Files under a folder or prefix (recursive), sorted by URI, filtered by suffix, with
+    size and modification time. Listing errors raise :class:`StorageError` (after
+    transient retries), never an empty list; ``allow_not_found`` makes a missing folder
+    empty."""
+    sp = resolve(uri)
+    selector = pafs.FileSelector(sp.path, recursive=True, allow_not_found=allow_not_found)
+    try:
+        infos = retrying(lambda: sp.filesystem.get_file_info(selector))
     except (OSError, ValueError) as exc:
         raise StorageError(f"{sp.uri}: cannot list: {exc}") from exc
     prefix = "s3://" if is_remote(sp.uri) else ""
     return sorted(
-        prefix + i.path
-        for i in infos
-        if i.type == pafs.FileType.File and i.path.endswith(suffix)
-    )
+        (FileInfo(prefix + i.path, i.size, i.mtime_ns)
+         for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix)),
+        key=lambda f: f.uri)
+
+
+def list_files(uri: str | os.PathLike, suffix: str = "") -> list[str]:
+    """URIs of the files under a folder or prefix (recursive), sorted, filtered by suffix."""
+    return [f.uri for f in list_file_infos(uri, suffix)]

@@ -2,10 +2,12 @@
 
 Pure pyarrow: no Ray, so that ``raytag report`` runs anywhere the results can be read.
 
-- Results as written by ``raytag run``: a folder of hive partitions
-  ``instance=<int>/slice_label=<str>/*.parquet``; files and folders starting with ``_`` or
-  ``.`` (the run's staging area and markers) are ignored, so a run in progress or an
-  interrupted one shows only committed chunks.
+- Results as written by ``raytag run``: an output folder with the table in ``results/``
+  and raytag's ledger in ``_raytag/`` (:mod:`raytag.io.ledger`): exactly the committed
+  files are read, so a run in progress, an interrupted one, or files someone else put
+  there never show. ``<output>/results`` itself reads as a plain folder of Parquet files.
+- Any other folder of Parquet files (also the earlier hive-partitioned layout
+  ``instance=<int>/slice_label=<str>/``); names starting with ``_`` or ``.`` are ignored.
 - A single Parquet file (the generator's ``truth.parquet``, a manual-analysis table, the
   demo's results copied elsewhere) is read as it is.
 - Groups: a CSV with an ``eid`` column and one 0/1 (or true/false, yes/no) column per flag.
@@ -22,10 +24,9 @@ import pyarrow.fs as pafs
 
 from raytag.io import storage
 
-__all__ = ["PARTITION_COLS", "read_results", "read_groups"]
+__all__ = ["read_results", "read_groups"]
 
-#: Hive partition columns of the pipeline's results folder, outermost first.
-PARTITION_COLS = ["instance", "slice_label"]
+#: The earlier layout's hive partitions (still read).
 _PARTITIONING = pads.partitioning(
     pa.schema([("instance", pa.int64()), ("slice_label", pa.string())]), flavor="hive")
 
@@ -38,6 +39,8 @@ def read_results(uri: str, columns: list[str] | None = None) -> pa.Table:
 
     Raises ``FileNotFoundError`` naming ``uri`` when nothing is there.
     """
+    from raytag.io.ledger import Ledger
+
     sp = storage.resolve(uri)
     info = sp.filesystem.get_file_info(sp.path)
     if info.type == pafs.FileType.NotFound:
@@ -45,10 +48,43 @@ def read_results(uri: str, columns: list[str] | None = None) -> pa.Table:
     if info.type == pafs.FileType.File:
         table = storage.read_table(uri)
         return table.select(columns) if columns else table
+    ledger = Ledger(uri)
+    if ledger.is_raytag_output():
+        files = [storage.resolve(f).path for f in ledger.committed_files()]
+        if not files:
+            return _empty(columns)
+        dataset = pads.dataset(files, filesystem=sp.filesystem, format="parquet")
+        return _conform(dataset.to_table(columns=_present(dataset.schema, columns)), columns)
     dataset = pads.dataset(sp.path, filesystem=sp.filesystem, format="parquet",
                            partitioning=_PARTITIONING,
                            exclude_invalid_files=True, ignore_prefixes=["_", "."])
-    return dataset.to_table(columns=columns)
+    return _conform(dataset.to_table(columns=_present(dataset.schema, columns)), columns)
+
+
+def _present(schema: pa.Schema, columns: list[str] | None) -> list[str] | None:
+    return None if columns is None else [c for c in columns if c in schema.names]
+
+
+def _conform(table: pa.Table, columns: list[str] | None) -> pa.Table:
+    """Columns asked for but absent from older tables come back as nulls (a column added
+    to the contract later, e.g. ``reason``), in the order asked."""
+    if columns is None:
+        return table
+    from raytag.results import RESULTS_SCHEMA
+
+    for c in columns:
+        if c not in table.column_names:
+            kind = RESULTS_SCHEMA.field(c).type if c in RESULTS_SCHEMA.names else pa.null()
+            table = table.append_column(c, pa.nulls(table.num_rows, kind))
+    return table.select(columns)
+
+
+def _empty(columns: list[str] | None) -> pa.Table:
+    from raytag.results import RESULTS_SCHEMA
+
+    schema = RESULTS_SCHEMA if columns is None else pa.schema(
+        [RESULTS_SCHEMA.field(c) for c in columns])
+    return schema.empty_table()
 
 
 def _flag(value: str, column: str, line: int) -> bool:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from raytag.constants import UKB_FIELD_TAGGING
+from raytag.failures import Reason
 from raytag.io.errors import IngestError
 
 __all__ = ["VisitId", "parse_zip_name", "tagging_slice_index", "TAGGING_SERIES_RE"]
@@ -32,11 +33,13 @@ def parse_zip_name(name: str) -> VisitId:
     m = _ZIP_RE.match(base)
     if not m:
         raise IngestError(
-            f"zip name {base!r} does not follow <eid>_{UKB_FIELD_TAGGING}_<instance>_<array>.zip"
+            f"zip name {base!r} does not follow <eid>_{UKB_FIELD_TAGGING}_<instance>_<array>.zip",
+            Reason.BAD_NAME,
         )
     if int(m["field"]) != UKB_FIELD_TAGGING:
         raise IngestError(
-            f"zip {base!r} is UK Biobank field {m['field']}, not CMR tagging ({UKB_FIELD_TAGGING})"
+            f"zip {base!r} is UK Biobank field {m['field']}, not CMR tagging ({UKB_FIELD_TAGGING})",
+            Reason.WRONG_FIELD,
         )
     return VisitId(eid=m["eid"], instance=int(m["instance"]), array=int(m["array"]))
 

@@ -1,16 +1,18 @@
-"""``raytag run``: a cohort of tagging zips -> results table (partitioned Parquet), on Ray.
+"""``raytag run``: a cohort of tagging zips -> a results table, in one streaming Ray pass.
 
-Plan: list the inputs (a folder/prefix of zips, or a manifest table from ``raytag index``),
-drop the ``(eid, instance)`` already committed in the output (:mod:`ledger`), and process
-the rest in chunks. Each chunk is one streaming Ray Data execution:
+Plan: list the inputs (a folder/prefix of zips, or a manifest table from ``raytag index``)
+with their fingerprints (size and modification time); compare with the output's ledger
+(:mod:`raytag.io.ledger`): participants already committed with the same fingerprint
+are skipped, changed inputs and retried failures are processed again (their old rows are
+replaced, never duplicated). Then one Ray Data execution streams everything:
 
-    from_items(uris) -> decode (CPU tasks) -> predict (actor pool; GPUs when the cluster
-    has them) -> strain + QC (CPU tasks) -> write_parquet(staging, partitioned by
-    instance and slice_label, rows per file bounded)
+    from_items(uris) -> decode (CPU tasks) -> networks (actor pool, GPUs when the cluster
+    has or can get them) -> tracker + strain + tag QC (CPU tasks) -> the driver
 
-and is then committed (files moved into place, marker written). Memory is bounded by the
-streaming executor and the chunk size, not by the cohort. Joins ``RAY_ADDRESS`` when set,
-otherwise starts a local Ray.
+and the driver commits whole participants as files fill up (``rows_per_file``) or every
+``flush_seconds``: a killed run loses only what was in flight, and a rerun resumes exactly
+once. Memory is bounded by Ray Data's streaming executor, not by the cohort. Joins
+``RAY_ADDRESS`` when set, otherwise starts a local Ray.
 """
 
 from __future__ import annotations
@@ -19,69 +21,208 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from raytag.constants import STATUS_FAILED
+from raytag.failures import TRANSIENT
 from raytag.io import storage
-from raytag.io.tables import PARTITION_COLS, read_results
+from raytag.io.ledger import Entry, Ledger, participant_key
+from raytag.io.tables import read_results
 from raytag.io.ukb_names import parse_zip_name
 from raytag.pipeline import telemetry
 from raytag.pipeline.cluster import ensure_ray
-from raytag.pipeline.ledger import Ledger, chunk_prefix
-from raytag.pipeline.stages import DecodeSlices, PredictSlices, StrainQC
+from raytag.pipeline.stages import PredictNetworks, decode_participants, measure_batch
+from raytag.results import RESULTS_SCHEMA
 
-__all__ = ["list_inputs", "build_index", "run_cohort", "read_results", "pool_size"]
+__all__ = ["list_inputs", "build_index", "run_cohort", "pool_size", "gpu_capacity",
+           "plan_work", "RETRY_POLICIES", "summarise"]
 
-#: Memory reserved per decode task (bytes).
+#: Memory reserved per decode task (bytes): a decoded participant needs ~50-100 MB.
 DECODE_MEMORY_BYTES = 320 * 1024**2
+#: ``--retry-failed``: which committed failures a rerun processes again.
+RETRY_POLICIES = ("none", "transient", "all")
 
 
-def _key(uri: str) -> tuple[str, int | None]:
+def _key(uri: str) -> tuple:
     try:
         v = parse_zip_name(uri)
-        return v.eid, v.instance
+        return participant_key(v.eid, v.instance, v.array)
     except Exception:  # noqa: BLE001 - a bad name is processed (and fails) like any other
-        return storage.basename(uri).rsplit(".", 1)[0], None
+        return participant_key(storage.basename(uri).rsplit(".", 1)[0], None, None)
 
 
-def list_inputs(input_uri: str) -> list[str]:
-    """Zip URIs from a folder/prefix (recursive) or a manifest table with a ``uri`` column."""
+def list_inputs(input_uri: str) -> list[storage.FileInfo]:
+    """Zips (with fingerprints) from a folder/prefix (recursive), one zip, or a manifest
+    table from ``raytag index`` (columns ``uri`` and, when indexed, ``size``/``mtime_ns``)."""
     if str(input_uri).endswith(".parquet"):
-        return [str(u) for u in storage.read_table(input_uri).column("uri").to_pylist()]
-    return storage.list_files(input_uri, ".zip")
+        t = storage.read_table(input_uri)
+        cols = set(t.column_names)
+        uris = [str(u) for u in t.column("uri").to_pylist()]
+        sizes = t.column("size").to_pylist() if "size" in cols else [None] * len(uris)
+        mtimes = t.column("mtime_ns").to_pylist() if "mtime_ns" in cols else [None] * len(uris)
+        return [storage.FileInfo(u, s, m) for u, s, m in zip(uris, sizes, mtimes, strict=True)]
+    if str(input_uri).endswith(".zip"):
+        return [storage.file_info(input_uri)]
+    return storage.list_file_infos(input_uri, ".zip")
 
 
 def build_index(input_uri: str, out_uri: str) -> int:
-    """``raytag index``: write a manifest table (uri, eid, instance) of a cohort; row count."""
-    uris = list_inputs(input_uri)
-    keys = [_key(u) for u in uris]
-    table = pa.table({"uri": uris, "eid": [k[0] for k in keys],
-                      "instance": pa.array([k[1] for k in keys], pa.int64())})
+    """``raytag index``: write a manifest table (uri, eid, instance, array, size, mtime_ns)
+    of a cohort; returns the row count."""
+    infos = list_inputs(input_uri)
+    keys = [_key(i.uri) for i in infos]
+    table = pa.table({"uri": [i.uri for i in infos], "eid": [k[0] for k in keys],
+                      "instance": pa.array([k[1] for k in keys], pa.int64()),
+                      "array": pa.array([k[2] for k in keys], pa.int64()),
+                      "size": pa.array([i.size for i in infos], pa.int64()),
+                      "mtime_ns": pa.array([i.mtime_ns for i in infos], pa.int64())})
     storage.write_table(table, out_uri)
     return table.num_rows
 
 
-def pool_size(resources: dict, requested: int | None = None) -> tuple[int, dict]:
-    """Model actors and their resource request from the cluster's resources.
+def gpu_capacity() -> int:
+    """GPUs the cluster has now or its autoscaler can launch (node types x max workers).
 
-    GPUs: one actor per GPU (``num_gpus=1``). CPUs only: at most half the CPUs and always
-    at least one CPU left for decoding, so actors never starve the readers.
+    Read from the autoscaler's cluster config in the GCS (what Ray Data's own autoscaling
+    reads); an unlimited node type counts as 8 nodes. 0 on a plain local Ray.
     """
-    gpus = int(resources.get("GPU", 0))
+    import ray
+
+    now = int(ray.cluster_resources().get("GPU", 0))
+    try:
+        import ray._private.state
+
+        config = ray._private.state.state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - no autoscaler: what is there is all there is
+        config = None
+    possible = 0
+    for group in getattr(config, "node_group_configs", None) or []:
+        gpus = int(dict(group.resources).get("GPU", 0))
+        count = 8 if group.max_count == -1 else group.max_count
+        possible += gpus * max(count, 0)
+    return max(now, possible)
+
+
+def pool_size(resources: dict, requested: int | None = None, gpus: int | None = None,
+              capacity: int = 0) -> tuple[int, dict]:
+    """Model actors and each one's resource request.
+
+    ``gpus``: an explicit GPU count (``raytag run --gpus N``): N actors of one GPU each,
+    requested even when no GPU node is running yet (the autoscaler starts them). Otherwise
+    ``capacity`` (:func:`gpu_capacity`) decides: one actor per GPU the cluster has or can
+    get. With no GPU anywhere: CPU actors, at most half the CPUs and always at least one
+    CPU left for decoding and the tracker, so actors never starve the other stages.
+    """
+    if gpus is not None and gpus > 0:
+        return min(requested or gpus, gpus), {"num_gpus": 1, "num_cpus": 1}
+    if capacity > 0:
+        return max(1, min(requested or capacity, capacity)), {"num_gpus": 1, "num_cpus": 1}
     cpus = int(resources.get("CPU", 1))
-    if gpus:
-        n = min(requested or gpus, gpus)
-        return max(1, n), {"num_gpus": 1, "num_cpus": 1}
     n = requested or max(1, cpus // 2)
     return max(1, min(n, cpus - 1)), {"num_cpus": 1}
 
 
-def _decode(batch: pa.Table) -> pa.Table:
-    return DecodeSlices()(batch)
+@dataclass
+class Plan:
+    """What a run will do: ``pending`` inputs, and why (counts)."""
+
+    pending: list[storage.FileInfo]
+    done: int
+    changed: int
+    retried: int
+    vanished: int
 
 
-def _strain(batch: pa.Table) -> pa.Table:
-    return StrainQC()(batch)
+def plan_work(inputs: list[storage.FileInfo], ledger: Ledger, retry: str) -> Plan:
+    """Compare inputs with the ledger: skip committed and unchanged participants; redo
+    changed inputs and the failures ``retry`` names (``none``, ``transient``, ``all``)."""
+    if retry not in RETRY_POLICIES:
+        raise ValueError(f"retry must be one of {RETRY_POLICIES}, got {retry!r}")
+    latest = ledger.latest()
+    pending, done, changed, retried = [], 0, 0, 0
+    seen = set()
+    for info in inputs:
+        key = _key(info.uri)
+        seen.add(key)
+        hit = latest.get(key)
+        if hit is None:
+            pending.append(info)
+            continue
+        entry = hit[1]
+        failed = entry.status.get(STATUS_FAILED, 0) > 0
+        if entry.fingerprint != info.fingerprint:
+            changed += 1
+            pending.append(info)
+        elif failed and (retry == "all" or (retry == "transient"
+                                            and set(entry.reasons) & {str(r) for r in TRANSIENT})):
+            retried += 1
+            pending.append(info)
+        else:
+            done += 1
+    return Plan(pending, done, changed, retried, len(set(latest) - seen))
+
+
+class ResultWriter:
+    """Driver side: collects results rows, commits whole participants in files."""
+
+    def __init__(self, ledger: Ledger, rows_per_file: int, flush_seconds: float,
+                 on_commit: Callable[[int, int], None] = lambda participants, rows: None):
+        self.ledger, self.rows_per_file, self.flush_seconds = ledger, rows_per_file, flush_seconds
+        self.on_commit = on_commit
+        self.partial: dict[str, list[pa.Table]] = {}
+        self.ready: list[pa.Table] = []
+        self.entries: list[Entry] = []
+        self.ready_rows = 0
+        self.last_flush = time.monotonic()
+        self.committed_participants = 0
+        self.committed_rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        uris = table.column("source_uri").to_pylist()
+        for uri in dict.fromkeys(uris):
+            rows = table.filter(pc.equal(table["source_uri"], uri))
+            parts = self.partial.setdefault(uri, [])
+            parts.append(rows)
+            have = sum(p.num_rows for p in parts)
+            if have >= int(rows.column("participant_rows")[0].as_py()):
+                self._complete(uri, pa.concat_tables(self.partial.pop(uri)))
+        if self.ready_rows >= self.rows_per_file or (
+                self.ready and time.monotonic() - self.last_flush > self.flush_seconds):
+            self.flush()
+
+    def _complete(self, uri: str, rows: pa.Table) -> None:
+        first = rows.slice(0, 1).to_pylist()[0]
+        status = dict(Counter(rows.column("status").to_pylist()))
+        reasons = sorted({r for r in rows.column("reason").to_pylist() if r})
+        self.entries.append(Entry(participant_key(first["eid"], first["instance"],
+                                                  first["array"]) if first["eid"] else
+                                  participant_key(storage.basename(uri), None, None),
+                                  uri, first["fingerprint"], rows.num_rows, status, reasons))
+        self.ready.append(rows.select(RESULTS_SCHEMA.names))
+        self.ready_rows += rows.num_rows
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.ready:
+            return
+        table = pa.concat_tables(self.ready)
+        self.ledger.write(table, self.entries)
+        self.committed_participants += len(self.entries)
+        self.committed_rows += table.num_rows
+        self.on_commit(len(self.entries), table.num_rows)
+        self.ready, self.entries, self.ready_rows = [], [], 0
+
+    def close(self) -> int:
+        """Commit everything left; returns participants whose rows were incomplete (0
+        unless a stage lost rows, which would be a bug: they are committed anyway)."""
+        incomplete = len(self.partial)
+        for uri in list(self.partial):
+            self._complete(uri, pa.concat_tables(self.partial.pop(uri)))
+        self.flush()
+        return incomplete
 
 
 def run_cohort(
@@ -90,29 +231,24 @@ def run_cohort(
     weights: str | None = None,
     limit: int | None = None,
     resume: bool = True,
-    chunk_participants: int = 256,
     model_actors: int | None = None,
+    gpus: int | None = None,
     decode_batch: int = 2,
     predict_batch: int = 8,
-    rows_per_file: int = 2000,
+    rows_per_file: int = 3000,
+    flush_seconds: float = 60.0,
     refine_passes: int | None = None,
+    tracker: str | None = None,
+    retry_failed: str = "transient",
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> dict:
     """Process a cohort into ``output_uri``; returns a summary dict (see :func:`summarise`)."""
     import ray
     from ray.data import ActorPoolStrategy
-    from ray.data.datasource import FilenameProvider
 
-    class ChunkFilenames(FilenameProvider):
-        """Deterministic, chunk-prefixed names: the ledger finds a chunk's files by prefix."""
+    from raytag.constants import DEFAULT_TRACKER
 
-        def __init__(self, chunk: int):
-            super().__init__(file_format="parquet")
-            self.prefix = chunk_prefix(chunk)
-
-        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-            return f"{self.prefix}_{write_uuid}_{task_index:06d}.parquet"
-
+    tracker = tracker or DEFAULT_TRACKER
     ensure_ray()
     t0 = time.perf_counter()
     inputs = list_inputs(input_uri)[:limit]
@@ -121,66 +257,88 @@ def run_cohort(
         raise FileExistsError(f"{output_uri} already holds results: rerun with --resume to "
                               "complete them, or choose a new output")
     cleaned = ledger.recover()
-    done = ledger.done_keys()
-    pending = [u for u in inputs if _key(u) not in done]
-    n_actors, actor_resources = pool_size(ray.cluster_resources(), model_actors)
-    echo(f"raytag run: {len(inputs)} participants, {len(inputs) - len(pending)} already done"
-         f"{f', {cleaned} uncommitted files removed' if cleaned else ''}; {len(pending)} to "
-         f"process with {n_actors} model actor(s) {actor_resources}")
-    sp = storage.resolve(output_uri)
-    processed, stats = 0, []
-    telemetry.set_progress(len(inputs), len(inputs) - len(pending))
-    for start in range(0, len(pending), chunk_participants):
-        chunk_uris = pending[start : start + chunk_participants]
-        chunk = ledger.next_chunk()
+    ledger.compact()
+    plan = plan_work(inputs, ledger, retry_failed)
+    capacity = gpu_capacity() if gpus is None else 0
+    n_actors, actor_resources = pool_size(ray.cluster_resources(), model_actors, gpus, capacity)
+    notes = [f"{plan.done} already done"]
+    if plan.changed:
+        notes.append(f"{plan.changed} changed since committed (redone, old rows replaced)")
+    if plan.retried:
+        notes.append(f"{plan.retried} failed before (retried: --retry-failed {retry_failed})")
+    if plan.vanished:
+        notes.append(f"{plan.vanished} committed participant(s) no longer in the input "
+                     "(their rows are kept)")
+    if cleaned:
+        notes.append(f"{cleaned} uncommitted file(s) of an interrupted run removed")
+    echo(f"raytag run: {len(inputs)} participants, {', '.join(notes)}; {len(plan.pending)} "
+         f"to process with {n_actors} model actor(s) {actor_resources}, tracker {tracker}")
+    total = len(inputs)
+    telemetry.set_progress(total, plan.done)
+    start = time.perf_counter()
+
+    def progress(participants: int, rows: int) -> None:
+        done = writer.committed_participants
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        eta = (len(plan.pending) - done) / rate if rate > 0 else float("nan")
+        telemetry.set_progress(total, plan.done + done)
+        echo(f"raytag run: {done}/{len(plan.pending)} participants committed "
+             f"({rate:.2f}/s, eta {eta:.0f} s)")
+
+    writer = ResultWriter(ledger, rows_per_file, flush_seconds, progress)
+    stats = ""
+    if plan.pending:
         ds = (
-            ray.data.from_items([{"uri": u} for u in chunk_uris],
-                                override_num_blocks=max(1, len(chunk_uris) // decode_batch))
-            # The memory reservation (a decoded participant needs ~50-100 MB) also keeps
-            # decoding in its own CPU tasks: with equal resource requests Ray Data would fuse
-            # it into the model actors, and decoding would then scale with the model pool.
-            .map_batches(_decode, batch_size=decode_batch, batch_format="pyarrow", num_cpus=1,
-                         memory=DECODE_MEMORY_BYTES)
-            .map_batches(PredictSlices, fn_constructor_args=(weights,),
+            ray.data.from_items([{"uri": i.uri, "fingerprint": i.fingerprint}
+                                 for i in plan.pending],
+                                override_num_blocks=max(1, len(plan.pending) // decode_batch))
+            # The memory reservation also keeps decoding in its own CPU tasks: with equal
+            # requests Ray Data would fuse it into the model actors.
+            .map_batches(decode_participants, batch_size=decode_batch, batch_format="numpy",
+                         num_cpus=1, memory=DECODE_MEMORY_BYTES)
+            .map_batches(PredictNetworks, fn_constructor_args=(weights,),
                          fn_constructor_kwargs={"refine_passes": refine_passes},
-                         batch_size=predict_batch, batch_format="pyarrow",
+                         batch_size=predict_batch, batch_format="numpy",
                          compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
                          **actor_resources)
-            .map_batches(_strain, batch_format="pyarrow", num_cpus=0.25)
+            .map_batches(measure_batch, fn_kwargs={"tracker": tracker}, batch_format="numpy",
+                         num_cpus=1)
         )
-        staging = storage.resolve(ledger.staging_uri(chunk)).path
-        ds.write_parquet(staging, filesystem=sp.filesystem, partition_cols=PARTITION_COLS,
-                         filename_provider=ChunkFilenames(chunk),
-                         min_rows_per_file=rows_per_file)
-        stats.append(ds.stats())
-        staged = read_results(ledger.staging_uri(chunk), columns=["status"])
-        counts = dict(Counter(staged.column("status").to_pylist()))
-        ledger.commit(chunk, [_key(u) for u in chunk_uris], counts, staged.num_rows)
-        processed += len(chunk_uris)
-        telemetry.set_progress(len(inputs), len(inputs) - len(pending) + processed)
-        echo(f"raytag run: chunk {chunk} committed ({processed}/{len(pending)} participants, "
-             f"{staged.num_rows} slice rows {counts})")
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            writer.add(batch)
+        incomplete = writer.close()
+        if incomplete:
+            echo(f"raytag run: warning: {incomplete} participant(s) arrived incomplete")
+        stats = str(ds.stats())
+    ledger.compact()
     summary = summarise(output_uri)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    summary["processed_participants"] = processed
+    summary["processed_participants"] = writer.committed_participants
+    summary["changed_inputs"] = plan.changed
+    summary["retried_failures"] = plan.retried
+    summary["vanished_inputs"] = plan.vanished
     summary["model_actors"] = n_actors
-    summary["ds_stats"] = "\n".join(str(s) for s in stats)
+    summary["model_resources"] = actor_resources
+    summary["tracker"] = tracker
+    summary["ds_stats"] = stats
     return summary
 
 
 def summarise(output_uri: str) -> dict:
     """Counts by status and by failure reason over everything committed in the output."""
-    table = read_results(output_uri, columns=["eid", "instance", "slice_index", "status",
-                                              "error", "model_version"])
-    rows = table.to_pylist()
-    reasons = Counter(telemetry.failure_reason(r["error"]) for r in rows
-                      if r["status"] == "failed")
-    keys = Counter((r["eid"], r["instance"], r["slice_index"]) for r in rows)
+    table = read_results(output_uri, columns=["eid", "instance", "array", "slice_index",
+                                              "status", "reason", "model_version"])
+    eid, inst, arr, idx = (table.column(c).to_pylist() for c in
+                           ("eid", "instance", "array", "slice_index"))
+    status = table.column("status").to_pylist()
+    reasons = Counter(r or "unknown" for r, s in zip(table.column("reason").to_pylist(),
+                                                      status, strict=True) if s == STATUS_FAILED)
+    keys = Counter(zip(eid, inst, arr, idx, strict=True))
     return {
-        "rows": len(rows),
-        "participants": len({(r["eid"], r["instance"]) for r in rows}),
-        "by_status": dict(Counter(r["status"] for r in rows)),
+        "rows": table.num_rows,
+        "participants": len(set(zip(eid, inst, arr, strict=True))),
+        "by_status": dict(Counter(status)),
         "failure_reasons": dict(reasons),
         "duplicate_keys": sum(1 for n in keys.values() if n > 1),
-        "model_versions": sorted({r["model_version"] or "" for r in rows}),
+        "model_versions": sorted({v or "" for v in table.column("model_version").to_pylist()}),
     }

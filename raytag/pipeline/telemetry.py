@@ -1,7 +1,8 @@
 """raytag's own Prometheus metrics (``ray.util.metrics``), safe to call anywhere.
 
 Exported by Ray with a ``ray_`` prefix (and ``_total`` on counters), e.g.
-``ray_raytag_slices_total{status="failed",reason="not a zip archive"}``. Outside a Ray
+``ray_raytag_slices_total{status="failed",reason="not_a_zip"}`` (``reason`` is the
+row's :class:`raytag.failures.Reason`). Outside a Ray
 worker or driver every call is a no-op, so the stages run in plain Python tests too.
 
 | metric | kind | tags |
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from functools import cache
 
-__all__ = ["failure_reason", "count_participant", "count_slice", "count_frames",
+__all__ = ["count_participant", "count_slice", "count_frames",
            "observe_stage", "set_progress", "METRIC_NAMES"]
 
 METRIC_NAMES = {
@@ -27,32 +28,6 @@ METRIC_NAMES = {
     "raytag_cohort_participants": "gauge",
 }
 _BOUNDARIES = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]
-
-# Failure messages -> a bounded set of reasons (metric tags must have low cardinality).
-_REASONS = [
-    ("empty object", "empty object"), ("not a zip archive", "not a zip archive"),
-    ("truncated or corrupt zip", "truncated or corrupt zip"),
-    ("no such file", "missing object"), ("cannot read", "storage error"),
-    ("does not follow", "bad zip name"), ("not CMR tagging", "wrong field"),
-    ("no tagging series (", "no tagging series"), ("has no tagging series", "slice missing"),
-    ("mismatched size", "mismatched frame sizes"), ("not an MR", "not an MR image"),
-    ("no image matrix", "not an image"), ("exceeds the limit", "over size limits"),
-    ("more than the limit", "over size limits"), ("is absolute or contains", "unsafe zip"),
-    ("no decoder", "no pixel decoder"), ("pixel data", "bad pixel data"),
-    ("PixelSpacing", "no pixel spacing"), ("cannot order frames", "unordered frames"),
-    ("model error", "model error"), ("strain error", "strain error"),
-]
-
-
-def failure_reason(error: str | None) -> str:
-    """A short, bounded reason for an error message (``""`` when there is none)."""
-    if not error:
-        return ""
-    for needle, reason in _REASONS:
-        if needle in error:
-            return reason
-    return "other"
-
 
 @cache
 def _metrics():
@@ -96,8 +71,9 @@ def count_participant(m, records) -> None:
 
 
 @_safe
-def count_slice(m, status: str, error: str | None) -> None:
-    m["slices"].inc(1, tags={"status": status, "reason": failure_reason(error)})
+def count_slice(m, status: str, reason: str | None) -> None:
+    """``reason``: the row's :class:`~raytag.failures.Reason` value (a bounded set)."""
+    m["slices"].inc(1, tags={"status": status, "reason": reason or ""})
 
 
 @_safe
