@@ -17,9 +17,9 @@ from raytag.models import (
     count_parameters,
     split_xy,
 )
-from raytag.models.networks import centre_targets, localiser_inputs
 from raytag.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from raytag.models.loss import localiser_loss, tracker_loss
+from raytag.models.networks import centre_targets, localiser_inputs
 from raytag.models.normalise import normalise_cines
 from raytag.models.predictor import Predictor
 from raytag.models.presets import TrackerConfig
