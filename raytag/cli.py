@@ -55,6 +55,23 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _augment_overrides(text: str) -> dict:
+    """``"rotate_deg=45,noise=0.1"`` -> ``{"rotate_deg": 45.0, "noise": 0.1}`` (checked)."""
+    from raytag.train.augment import AUGMENT_DEFAULTS
+
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, _, value = item.partition("=")
+        if key not in AUGMENT_DEFAULTS:
+            raise argparse.ArgumentTypeError(
+                f"unknown augmentation {key!r}; known: {', '.join(AUGMENT_DEFAULTS)}")
+        try:
+            out[key] = type(AUGMENT_DEFAULTS[key])(float(value))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{key}={value!r} is not a number") from None
+    return out
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from raytag.io import storage
     from raytag.pipeline.cluster import ensure_ray
@@ -75,6 +92,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             kind, datasets, args.storage, args.name, preset=args.preset, workers=args.workers,
             epochs=epochs, batch_size=args.batch_size, lr=lr, seed=args.seed,
             use_gpu=args.use_gpu, patience=args.patience, out_dir=args.out,
+            augment=args.augment,
             init_from=(storage.join(args.init_from, f"{kind}.pt")
                        if args.init_from and not args.init_from.endswith(".pt")
                        else args.init_from),
@@ -241,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--fresh", action="store_true", help="delete the run and start over")
     train.add_argument("--init-from", default=None,
                        help="weights folder (or .pt file) to start from: fine-tuning")
+    train.add_argument("--augment", type=_augment_overrides, default=None,
+                       help="augmentation overrides, e.g. rotate_deg=45,noise=0.1 (keys of "
+                       "raytag.train.augment.AUGMENT_DEFAULTS)")
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("evaluate", help="metrics of a checkpoint pair on labelled data",
