@@ -129,7 +129,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             resume=args.resume, model_actors=args.model_actors, gpus=args.gpus,
             rows_per_file=args.rows_per_file, flush_seconds=args.flush_seconds,
             refine_passes=args.refine_passes, tracker=args.tracker,
-            retry_failed=args.retry_failed)
+            retry_failed=args.retry_failed, allow_outside_links=args.allow_outside_links)
     except (FileExistsError, FileNotFoundError) as exc:
         print(f"raytag run: {exc}", file=sys.stderr)
         return 2
@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", choices=RETRY_POLICIES, default="transient",
                      help="committed failures to process again: transient ones (storage "
                      "errors; default), all, or none")
+    run.add_argument("--allow-outside-links", action="store_true",
+                     help="read symlinks that point outside the input folder (refused by "
+                     "default)")
     run.add_argument("--rows-per-file", type=int, default=3000,
                      help="slice rows per committed results file (default 3000)")
     run.add_argument("--flush-seconds", type=float, default=60.0,

@@ -18,6 +18,7 @@ class Reason(str, Enum):
 
     # reading the object
     MISSING_OBJECT = "missing_object"
+    UNSAFE_INPUT = "unsafe_input"
     STORAGE_ERROR = "storage_error"
     OVER_LIMITS = "over_limits"
     # the zip

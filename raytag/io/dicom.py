@@ -10,13 +10,14 @@ slice's position is ``ImagePositionPatient . normal`` in mm.
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from raytag.constants import MAX_MATRIX_SIZE
+from raytag.constants import MAX_MATRIX_SIZE, MAX_MEMBER_BYTES
 from raytag.failures import Reason
 from raytag.io.errors import IngestError
 
@@ -85,12 +86,19 @@ def read_header(member: str, data: bytes) -> FrameHeader | None:
 
     Returns None for files that are not DICOM at all (readme, thumbnails: ignored).
     A DICOM that is not an MR image gets ``problem`` set rather than raising, so that a
-    tagging series made of such files fails with that reason.
+    tagging series made of such files fails with that reason. A Deflated dataset that
+    inflates past the member budget raises :class:`IngestError` (``over_limits``).
     """
+    check_deflate(data)  # a bomb raises: the caller fails the participant
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     except InvalidDicomError:
-        return None
+        try:  # a Part-10 dataset without the 128-byte preamble and "DICM" is still DICOM
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+            if not hasattr(ds, "SeriesInstanceUID"):
+                return None
+        except Exception:  # noqa: BLE001
+            return None
     except Exception:  # noqa: BLE001 - a corrupt header raises anything from struct to Unicode
         return None
     sop = str(getattr(ds, "SOPClassUID", "") or "")
@@ -140,6 +148,31 @@ def read_header(member: str, data: bytes) -> FrameHeader | None:
     )
 
 
+#: Deflated Explicit VR Little Endian: the whole dataset is one zlib stream, which pydicom
+#: inflates without a limit; raytag inflates it first, bounded (a 2 KB member can hold 2 GB).
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def check_deflate(data: bytes, limit: int = MAX_MEMBER_BYTES) -> None:
+    """Refuse a Deflated-transfer-syntax file that inflates past ``limit`` bytes, in time
+    and memory bounded by the limit (:class:`IngestError`, ``over_limits``)."""
+    if DEFLATED.encode() not in data[:4096]:
+        return
+    # The deflated stream starts after the preamble, "DICM" and the file meta group, whose
+    # first element (0002,0000) UL holds the length of the rest of the group.
+    if data[128:132] != b"DICM" or data[132:136] != b"\x02\x00\x00\x00":
+        return  # no standard meta group: pydicom's own reading decides
+    start = 132 + 12 + int.from_bytes(data[140:144], "little")
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(data[start:], limit + 1)
+    except zlib.error:
+        return  # corrupt: pydicom's own reading fails it
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise IngestError(f"deflated dataset inflates past the limit of {limit} bytes",
+                          Reason.OVER_LIMITS)
+
+
 def _check_decoder(tsyntax: str) -> None:
     uid = pydicom.uid.UID(tsyntax)
     if not uid.is_compressed:
@@ -158,29 +191,52 @@ def _check_decoder(tsyntax: str) -> None:
 
 
 def decode_frame(header: FrameHeader, data: bytes) -> np.ndarray:
-    """Decode one frame's pixels as uint16 ``(rows, cols)`` stored values.
+    """Decode one frame's stored values ``(rows, cols)``: unsigned or signed integers as
+    stored (int64, no rescale; the slice decides how to fit them into uint16, see
+    :func:`raytag.io.participant`), floats as float64.
 
-    Checks before decoding that a decoder exists for compressed data and that the pixel
-    data is as long as the header's matrix claims (no truncated frames slip through).
-    Signed data are clipped at 0 (MR magnitudes are non-negative); no rescale is applied.
+    Refuses (:class:`IngestError`): no decoder for compressed data; uncompressed pixel
+    data whose length is not what Rows x Columns x bits need (pydicom would silently cut
+    or pad the image); a decoded shape that differs from the header; NaN or infinite
+    float pixels.
     """
     _check_decoder(header.transfer_syntax)
+    check_deflate(data)
     try:
-        ds = pydicom.dcmread(io.BytesIO(data))
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        _check_pixel_length(ds, header)
         arr = ds.pixel_array
     except IngestError:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types; all mean "unreadable"
-        raise IngestError(f"{header.member}: pixel data cannot be decoded ({exc})",
+        raise IngestError(f"{header.member}: pixel data cannot be decoded ({str(exc)[:200]})",
                           Reason.BAD_PIXEL_DATA) from exc
     if arr.shape != (header.rows, header.cols):
         raise IngestError(
             f"{header.member}: pixel data shape {arr.shape} does not match header "
             f"{header.rows}x{header.cols}", Reason.BAD_PIXEL_DATA
         )
-    if arr.dtype.kind == "f" or np.iinfo(arr.dtype).max > np.iinfo(np.uint16).max:
-        arr = np.clip(arr, 0, np.iinfo(np.uint16).max)
-    elif arr.dtype.kind == "i":
-        arr = np.clip(arr, 0, None)
-    return arr.astype(np.uint16, copy=False)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise IngestError(f"{header.member}: NaN or infinite pixel values",
+                              Reason.BAD_IMAGE_CONTENT)
+        return arr.astype(np.float64)
+    return arr.astype(np.int64)
+
+
+def _check_pixel_length(ds, header: FrameHeader) -> None:
+    """Uncompressed pixel data must be exactly Rows x Columns x samples x bytes long
+    (plus one pad byte when odd)."""
+    if pydicom.uid.UID(header.transfer_syntax or "1.2.840.10008.1.2").is_compressed:
+        return
+    if "PixelData" not in ds:
+        return  # float pixel data and friends: pydicom checks those
+    bits = int(getattr(ds, "BitsAllocated", 16) or 16)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    need = header.rows * header.cols * samples * bits // 8
+    have = len(ds.PixelData)
+    if have not in (need, need + 1):
+        raise IngestError(f"{header.member}: pixel data has {have} bytes, Rows x Columns "
+                          f"({header.rows}x{header.cols}, {bits} bits) need {need}",
+                          Reason.BAD_PIXEL_DATA)
 

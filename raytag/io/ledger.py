@@ -96,17 +96,19 @@ class Ledger:
     # -- paths and listing -------------------------------------------------------------
 
     def uri(self, rel: str) -> str:
-        return storage.join(self.output, rel)
+        return storage.join(self.output, rel) if rel else self.output
 
     def _path(self, rel: str) -> str:
-        return f"{self.root}/{rel}"
+        return f"{self.root}/{rel}" if rel else self.root
 
     def _list(self, rel: str, suffix: str = "") -> list[str]:
-        """Relative paths of files under ``rel`` (missing folder: none). Errors raise."""
+        """Relative paths of files under ``rel`` (``""``: the whole output; missing folder:
+        none). Errors raise."""
         base = self._path(rel)
         infos = storage.list_file_infos(self.uri(rel), suffix, allow_not_found=True)
         prefix = "s3://" if storage.is_remote(self.output) else ""
-        return [f"{rel}/{i.uri[len(prefix) + len(base):].lstrip('/')}" for i in infos]
+        names = [i.uri[len(prefix) + len(base):].lstrip("/") for i in infos]
+        return [f"{rel}/{n}" if rel else n for n in names]
 
     def _read_json(self, rel: str) -> dict:
         return json.loads(storage.read_bytes(self.uri(rel)))
@@ -143,6 +145,13 @@ class Ledger:
             for e in c.entries:
                 out[e.key] = (c, e)  # oldest first: later commits overwrite
         return out
+
+    def foreign_files(self) -> list[str]:
+        """Files in the output that raytag's records do not name (left alone, not read)."""
+        ours = {c.file for c in self.commits()}
+        return [rel for rel in self._list(RESULTS_DIR) if rel not in ours] + [
+            rel for rel in self._list("") if not rel.startswith((f"{RESULTS_DIR}/",
+                                                                  f"{META_DIR}/"))]
 
     def committed_files(self) -> list[str]:
         """URIs of the committed results files (what a reader should read)."""

@@ -13,9 +13,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["ManifestEntry", "parse_manifest", "MANIFEST_NAMES"]
+__all__ = ["ManifestEntry", "parse_manifest", "MANIFEST_NAMES", "ManifestTooLarge",
+           "MAX_MANIFEST_BYTES", "MAX_MANIFEST_LINES", "MAX_MANIFEST_FIELDS"]
 
 MANIFEST_NAMES = ("manifest.cvs", "manifest.csv")
+
+#: Budgets: real manifests list ~60-200 files in a few kB with ~10 fields per line.
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_MANIFEST_LINES = 20_000
+MAX_MANIFEST_FIELDS = 64
+
+
+class ManifestTooLarge(ValueError):
+    """A manifest beyond the budgets above (it is only a hint: it is then ignored)."""
 
 _ALIASES = {
     "filename": {"filename", "file name", "file", "fname"},
@@ -49,8 +59,17 @@ def _canonical(header: str) -> str | None:
 
 
 def parse_manifest(text: str) -> list[ManifestEntry]:
-    """Entries of a manifest; rows without a file name are dropped, never raised on."""
+    """Entries of a manifest; rows without a file name are dropped, never raised on.
+
+    :class:`ManifestTooLarge` beyond :data:`MAX_MANIFEST_BYTES`, ``_LINES`` or ``_FIELDS``
+    per line (bounded time and memory whatever the text)."""
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise ManifestTooLarge(f"manifest of {len(text)} characters")
     lines = [ln for ln in text.replace("\r\n", "\n").split("\n") if ln.strip()]
+    if len(lines) > MAX_MANIFEST_LINES:
+        raise ManifestTooLarge(f"manifest of {len(lines)} lines")
+    if any(ln.count(",") >= MAX_MANIFEST_FIELDS for ln in lines):
+        raise ManifestTooLarge(f"manifest line with more than {MAX_MANIFEST_FIELDS} fields")
     if not lines:
         return []
     header = [_canonical(h) for h in lines[0].split(",")]

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 
 import numpy as np
 
-from raytag.constants import MAX_ZIP_BYTES, N_FRAMES, SLICE_LABELS
+from raytag.constants import MAX_FRAMES_PER_SERIES, MAX_ZIP_BYTES, N_FRAMES, SLICE_LABELS
 from raytag.failures import Reason
 from raytag.io import storage
 from raytag.io.dicom import FrameHeader, decode_frame, read_header
 from raytag.io.errors import IngestError
-from raytag.io.manifest import MANIFEST_NAMES, parse_manifest
+from raytag.io.manifest import MANIFEST_NAMES, ManifestTooLarge, parse_manifest
 from raytag.io.records import SliceRecord
 from raytag.io.safezip import SafeZip
 from raytag.io.ukb_names import parse_zip_name, tagging_slice_index
@@ -39,6 +38,11 @@ QC_SPACING_VARIES = "pixel_spacing_varies"
 QC_NOT_MONOTONIC = "slice_positions_not_monotonic"
 QC_MANIFEST_MISSING = "manifest_lists_missing_files"
 QC_NO_MANIFEST = "no_manifest"
+QC_SIGNED_OFFSET = "signed_pixels_offset"
+QC_RESCALED_16_BITS = "pixels_rescaled_to_16_bits"
+QC_FLOAT_SCALED = "float_pixels_scaled"
+QC_UNREADABLE_MEMBERS = "unreadable_members_skipped"
+QC_MANIFEST_IGNORED = "manifest_over_limits_ignored"
 
 
 def _source_name(source: Source) -> str:
@@ -85,10 +89,14 @@ def read_participant(source: Source, n_frames: int = N_FRAMES) -> list[SliceReco
     try:
         return _read_participant(source, uri, n_frames)
     except Exception as exc:  # noqa: BLE001 - last net: bad input is a row, never a crash
+        try:  # keep the participant's identity when the name has one
+            v = parse_zip_name(uri)
+            ident = (v.eid, v.instance, v.array)
+        except IngestError:
+            ident = (None, None, None)
         return _participant_failure(
-            uri, f"unexpected error reading the zip: {type(exc).__name__}: {exc}",
-            Reason.UNEXPECTED,
-        )
+            uri, f"unexpected error reading the zip: {type(exc).__name__}: {str(exc)[:300]}",
+            Reason.UNEXPECTED, *ident)
 
 
 def _read_participant(source: Source, uri: str, n_frames: int) -> list[SliceRecord]:
@@ -103,8 +111,15 @@ def _read_participant(source: Source, uri: str, n_frames: int) -> list[SliceReco
         return _participant_failure(uri, str(exc), exc.reason, visit.eid, visit.instance,
                                     visit.array)
 
-    headers, skipped = _scan_headers(zf)
-    participant_flags = _manifest_flags(zf, headers)
+    try:
+        headers, skipped, unreadable = _scan_headers(zf)
+    except IngestError as exc:
+        return _participant_failure(uri, str(exc), exc.reason, visit.eid, visit.instance,
+                                    visit.array)
+    skipped += unreadable
+    participant_flags = _manifest_flags(zf)
+    if unreadable:
+        participant_flags.append(QC_UNREADABLE_MEMBERS)
     by_slice: dict[int, dict[str, list[FrameHeader]]] = defaultdict(lambda: defaultdict(list))
     for h in headers:
         idx = tagging_slice_index(h.series_description)
@@ -147,24 +162,29 @@ def _read_participant(source: Source, uri: str, n_frames: int) -> list[SliceReco
     return records
 
 
-def _scan_headers(zf: SafeZip) -> tuple[list[FrameHeader], int]:
-    """Headers of every DICOM member (no pixels decoded); count of members skipped."""
-    headers, skipped = [], 0
+def _scan_headers(zf: SafeZip) -> tuple[list[FrameHeader], int, int]:
+    """Headers of every DICOM member (no pixels decoded); counts of members skipped (not
+    DICOM) and unreadable (encrypted, corrupt: skipped too). Raises when a member (or all
+    together) inflates past the budgets: a decompression bomb fails the participant."""
+    headers, skipped, unreadable = [], 0, 0
     for name in zf.names:
         if name.rsplit("/", 1)[-1].lower() in MANIFEST_NAMES:
             continue
         try:
             h = read_header(name, zf.read(name))
-        except IngestError:
-            h = None
+        except IngestError as exc:
+            if exc.reason == Reason.OVER_LIMITS:
+                raise
+            unreadable += 1
+            continue
         if h is None:
             skipped += 1
         else:
             headers.append(h)
-    return headers, skipped
+    return headers, skipped, unreadable
 
 
-def _manifest_flags(zf: SafeZip, headers: Sequence[FrameHeader]) -> list[str]:
+def _manifest_flags(zf: SafeZip) -> list[str]:
     names = {n.rsplit("/", 1)[-1].lower(): n for n in zf.names}
     manifest = next((names[m] for m in MANIFEST_NAMES if m in names), None)
     if manifest is None:
@@ -173,6 +193,8 @@ def _manifest_flags(zf: SafeZip, headers: Sequence[FrameHeader]) -> list[str]:
         entries = parse_manifest(zf.read(manifest).decode("utf-8", errors="replace"))
     except IngestError:
         return [QC_NO_MANIFEST]
+    except ManifestTooLarge:
+        return [QC_MANIFEST_IGNORED]
     present = {n.rsplit("/", 1)[-1] for n in zf.names}
     if any(e.filename.rsplit("/", 1)[-1] not in present for e in entries):
         return [QC_MANIFEST_MISSING]
@@ -215,6 +237,9 @@ def _fill_slice(rec: SliceRecord, zf: SafeZip, series: dict[str, list[FrameHeade
         raise IngestError(f"frames of mismatched size within the series: {detail}",
                           Reason.MISMATCHED_FRAMES)
 
+    if len(frames) > MAX_FRAMES_PER_SERIES:
+        raise IngestError(f"series has {len(frames)} frames, more than the limit "
+                          f"{MAX_FRAMES_PER_SERIES}", Reason.OVER_LIMITS)
     frames = _order_frames(rec, frames)
     rec.n_frames = len(frames)
     cnoi = first.cardiac_number_of_images
@@ -234,15 +259,50 @@ def _fill_slice(rec: SliceRecord, zf: SafeZip, series: dict[str, list[FrameHeade
     rec.slice_position_mm = float(np.median(positions)) if positions else None
 
     rows, cols = first.rows, first.cols
+    # decode only the chosen series, only the kept frames
+    values = np.stack([decode_frame(h, zf.read(h.member)) for h in kept])
     out = np.zeros((n_frames, rows, cols), dtype=np.uint16)
-    for t, h in enumerate(kept):  # decode only the chosen series, only the kept frames
-        out[t] = decode_frame(h, zf.read(h.member))
+    out[: len(kept)] = _to_uint16(values, rec.qc_flags)
+    _check_content(out[: len(kept)])
     rec.frames = out
     rec.frame_valid = np.arange(n_frames) < len(kept)
     times = np.full(n_frames, np.nan)
     if all(h.trigger_time_ms is not None for h in kept):
         times[: len(kept)] = [h.trigger_time_ms for h in kept]
     rec.trigger_time_ms = times
+
+
+def _to_uint16(values: np.ndarray, flags: list[str]) -> np.ndarray:
+    """A slice's stored values as uint16, keeping them as *values*: signed data with
+    negatives are offset by their minimum (not clipped at 0, which would cut the image),
+    more than 16 bits or non-integral floats are scaled; each case is flagged."""
+    v = values
+    if v.dtype.kind == "f":
+        if np.all(v == np.round(v)) and v.min() >= 0 and v.max() <= 65535:
+            return v.astype(np.uint16)
+        flags.append(QC_FLOAT_SCALED)
+        lo, hi = float(v.min()), float(v.max())
+        return np.round((v - lo) * (4095.0 / max(hi - lo, 1e-12))).astype(np.uint16)
+    lo, hi = int(v.min()), int(v.max())
+    if lo < 0:
+        flags.append(QC_SIGNED_OFFSET)
+        v, hi, lo = v - lo, hi - lo, 0
+    if hi > 65535:
+        flags.append(QC_RESCALED_16_BITS)
+        v = v * (65535.0 / hi)
+    return np.asarray(v).astype(np.uint16)
+
+
+def _check_content(frames: np.ndarray) -> None:
+    """Refuse pixels that cannot be measured (``bad_image_content``): no signal at all, or
+    every frame the same image (nothing moves, so any strain would be made up)."""
+    lo, hi = int(frames.min()), int(frames.max())
+    if lo == hi:
+        raise IngestError(f"no signal: every pixel of every frame is {lo}",
+                          Reason.BAD_IMAGE_CONTENT)
+    if len(frames) > 1 and all(np.array_equal(frames[0], f) for f in frames[1:]):
+        raise IngestError(f"all {len(frames)} frames are the same image: nothing to track",
+                          Reason.BAD_IMAGE_CONTENT)
 
 
 def _order_frames(rec: SliceRecord, frames: list[FrameHeader]) -> list[FrameHeader]:

@@ -9,7 +9,10 @@ import numpy as np
 from raytag.constants import SLICE_LABELS, STATUS_FAILED, STATUS_OK
 from raytag.failures import Reason
 
-__all__ = ["SliceRecord"]
+__all__ = ["SliceRecord", "MAX_ERROR_CHARS"]
+
+#: Longest ``error`` text kept in a results row.
+MAX_ERROR_CHARS = 500
 
 
 @dataclass
@@ -75,7 +78,9 @@ class SliceRecord:
         """Mark failed with a message and a :class:`~raytag.failures.Reason` (dropping
         pixels); returns self."""
         self.status = STATUS_FAILED
-        self.error = message
+        # bounded: an error is a sentence, never a dump of whatever the input held
+        self.error = message if len(message) <= MAX_ERROR_CHARS else \
+            message[: MAX_ERROR_CHARS - 1] + "\u2026"
         self.reason = str(reason)
         self.stage = stage
         self.frames = self.frame_valid = self.trigger_time_ms = None

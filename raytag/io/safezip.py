@@ -25,7 +25,9 @@ class SafeZip:
     more than ``max_members`` members, member names that are absolute or contain ``..``
     (a hostile archive: raytag never extracts, but such a zip is not a scanner's output),
     declared uncompressed totals above ``max_total_bytes``. Members are read with a hard
-    cap of ``max_member_bytes`` actually inflated, whatever the header declares.
+    cap of ``max_member_bytes`` actually inflated, whatever the header declares, and all
+    members together never inflate past ``max_total_bytes``. Encrypted or otherwise
+    unreadable members raise :class:`IngestError` for that member only.
     """
 
     def __init__(
@@ -38,7 +40,9 @@ class SafeZip:
         if len(data) == 0:
             raise IngestError("empty object (0 bytes), not a zip archive", Reason.EMPTY_OBJECT)
         if not data.startswith(b"PK"):
-            raise IngestError(f"not a zip archive (starts with {data[:8]!r})", Reason.NOT_A_ZIP)
+            # never echo the bytes: the object may be anything (a symlink to /etc/passwd)
+            raise IngestError(f"not a zip archive ({len(data)} bytes without the zip "
+                              "signature at the start)", Reason.NOT_A_ZIP)
         try:
             self._zf = zipfile.ZipFile(io.BytesIO(data))
             infos = self._zf.infolist()
@@ -62,6 +66,9 @@ class SafeZip:
             )
         self._infos = [i for i in infos if not i.is_dir()]
         self._max_member = max_member_bytes
+        # what was really inflated, across members: headers can lie about sizes
+        self._budget = max_total_bytes
+        self.inflated = 0
 
     @property
     def names(self) -> list[str]:
@@ -81,10 +88,14 @@ class SafeZip:
                 # Read one byte past the cap: a lying header cannot make us inflate more.
                 data = f.read(self._max_member + 1)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError,
-                NotImplementedError) as exc:
-            raise IngestError(f"member {name!r} cannot be read: {exc}",
+                NotImplementedError, RuntimeError) as exc:  # RuntimeError: encrypted
+            raise IngestError(f"member {name[:120]!r} cannot be read: {str(exc)[:200]}",
                               Reason.CORRUPT_ZIP) from exc
         if len(data) > self._max_member:
-            raise IngestError(f"member {name!r} inflates past the limit {self._max_member}",
+            raise IngestError(f"member {name[:120]!r} inflates past the limit "
+                              f"{self._max_member}", Reason.OVER_LIMITS)
+        self.inflated += len(data)
+        if self.inflated > self._budget:
+            raise IngestError(f"members inflate to more than {self._budget} bytes in total",
                               Reason.OVER_LIMITS)
         return data

@@ -94,11 +94,15 @@ def retrying(call: Callable, *, retries: int = RETRIES, backoff_s: float = BACKO
 
 @dataclass(frozen=True)
 class FileInfo:
-    """A listed file: ``uri``, ``size`` (bytes) and ``mtime_ns`` (None where unknown)."""
+    """A listed file: ``uri``, ``size`` (bytes) and ``mtime_ns`` (None where unknown).
+
+    ``problem`` says why the file must not be read (a name that is not UTF-8, a symlink
+    leaving the listed folder); ``uri`` is then a printable stand-in for the name."""
 
     uri: str
     size: int | None
     mtime_ns: int | None
+    problem: str | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -274,13 +278,61 @@ def file_info(uri: str | os.PathLike) -> FileInfo:
     return FileInfo(str(uri), info.size, info.mtime_ns)
 
 
+def _list_local(root: str, suffix: str, allow_not_found: bool,
+                allow_outside_links: bool) -> list[FileInfo]:
+    """Local listing that survives any file name: walked as bytes (pyarrow's listing dies
+    on the first name that is not UTF-8), symlinked folders not followed."""
+    broot = os.fsencode(root)
+    if not os.path.isdir(broot):
+        if allow_not_found and not os.path.exists(broot):
+            return []
+        raise StorageError(f"{root}: not a folder" if os.path.exists(broot)
+                           else f"{root}: no such folder", Reason.MISSING_OBJECT)
+    real_root = os.path.realpath(broot)
+    out = []
+    bsuffix = os.fsencode(suffix)
+    for dirpath, _, filenames in os.walk(broot, onerror=_raise_listing):
+        for bname in filenames:
+            if suffix and not bname.lower().endswith(bsuffix.lower()):
+                continue
+            bpath = os.path.join(dirpath, bname)
+            try:
+                path = bpath.decode("utf-8")
+            except UnicodeDecodeError:
+                shown = bpath.decode("utf-8", errors="backslashreplace")
+                out.append(FileInfo(shown, None, None, "file name is not valid UTF-8"))
+                continue
+            if os.path.islink(bpath) and not allow_outside_links:
+                target = os.path.realpath(bpath)
+                if os.path.commonpath([real_root, target]) != real_root:
+                    out.append(FileInfo(path, None, None, "symlink pointing outside the "
+                                        "input folder (refused; --allow-outside-links)"))
+                    continue
+            try:
+                st = os.stat(bpath)
+            except OSError as exc:
+                out.append(FileInfo(path, None, None, f"cannot stat: {exc.strerror}"))
+                continue
+            out.append(FileInfo(path, st.st_size, st.st_mtime_ns))
+    return sorted(out, key=lambda f: f.uri)
+
+
+def _raise_listing(exc: OSError) -> None:
+    raise StorageError(f"{exc.filename!r}: cannot list: {exc.strerror}")
+
+
 def list_file_infos(uri: str | os.PathLike, suffix: str = "",
-                    allow_not_found: bool = False) -> list[FileInfo]:
-    """Files under a folder or prefix (recursive), sorted by URI, filtered by suffix, with
-    size and modification time. Listing errors raise :class:`StorageError` (after
-    transient retries), never an empty list; ``allow_not_found`` makes a missing folder
-    empty."""
+                    allow_not_found: bool = False,
+                    allow_outside_links: bool = False) -> list[FileInfo]:
+    """Files under a folder or prefix (recursive), sorted by URI, filtered by suffix
+    (case-insensitive), with size and modification time. Listing errors raise
+    :class:`StorageError` (after transient retries), never an empty list;
+    ``allow_not_found`` makes a missing folder empty. Local folders: names that are not
+    UTF-8 and symlinks leaving the folder come back with ``problem`` set (unless
+    ``allow_outside_links``), never as a crash."""
     sp = resolve(uri)
+    if isinstance(sp.filesystem, pafs.LocalFileSystem):
+        return _list_local(sp.path, suffix, allow_not_found, allow_outside_links)
     selector = pafs.FileSelector(sp.path, recursive=True, allow_not_found=allow_not_found)
     try:
         infos = retrying(lambda: sp.filesystem.get_file_info(selector))
@@ -289,7 +341,8 @@ def list_file_infos(uri: str | os.PathLike, suffix: str = "",
     prefix = "s3://" if is_remote(sp.uri) else ""
     return sorted(
         (FileInfo(prefix + i.path, i.size, i.mtime_ns)
-         for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix)),
+         for i in infos if i.type == pafs.FileType.File
+         and i.path.lower().endswith(suffix.lower())),
         key=lambda f: f.uri)
 
 

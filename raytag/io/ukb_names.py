@@ -11,11 +11,15 @@ from raytag.io.errors import IngestError
 
 __all__ = ["VisitId", "parse_zip_name", "tagging_slice_index", "TAGGING_SERIES_RE"]
 
-_ZIP_RE = re.compile(r"^(?P<eid>\d+)_(?P<field>\d+)_(?P<instance>\d+)_(?P<array>\d+)\.zip$", re.I)
+# ASCII digits only (\d would take any Unicode digit, aliasing identities), bounded lengths
+# (an instance number beyond int64 must be a bad name, not an OverflowError downstream).
+_ZIP_RE = re.compile(
+    r"^(?P<eid>[0-9]{1,15})_(?P<field>[0-9]{1,9})_(?P<instance>[0-9]{1,6})_(?P<array>[0-9]{1,6})"
+    r"\.zip$", re.IGNORECASE | re.ASCII)
 
 #: Tagging series: ``CINE_tagging_3sl_SAX_b1s`` (b1 basal, b2 mid, b3 apical); the
 #: trailing ``s`` is sometimes absent and the case varies between software versions.
-TAGGING_SERIES_RE = re.compile(r"cine_tagging_3sl_SAX_b(\d+)s?\b", re.I)
+TAGGING_SERIES_RE = re.compile(r"cine_tagging_3sl_SAX_b([0-9]+)s?\b", re.I | re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,13 @@ class VisitId:
 
 def parse_zip_name(name: str) -> VisitId:
     """Parse a bulk zip's base name; :class:`IngestError` names what is wrong."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    # "/" only: a backslash is part of a POSIX file name, not a separator
+    base = str(name).rsplit("/", 1)[-1]
     m = _ZIP_RE.match(base)
     if not m:
         raise IngestError(
-            f"zip name {base!r} does not follow <eid>_{UKB_FIELD_TAGGING}_<instance>_<array>.zip",
+            f"zip name {base[:120]!r} does not follow "
+            f"<eid>_{UKB_FIELD_TAGGING}_<instance>_<array>.zip (ASCII digits)",
             Reason.BAD_NAME,
         )
     if int(m["field"]) != UKB_FIELD_TAGGING:

@@ -54,9 +54,13 @@ def _key(uri: str) -> tuple:
         return participant_key(storage.basename(uri).rsplit(".", 1)[0], None, None)
 
 
-def list_inputs(input_uri: str) -> list[storage.FileInfo]:
+def list_inputs(input_uri: str, allow_outside_links: bool = False) -> list[storage.FileInfo]:
     """Zips (with fingerprints) from a folder/prefix (recursive), one zip, or a manifest
-    table from ``raytag index`` (columns ``uri`` and, when indexed, ``size``/``mtime_ns``)."""
+    table from ``raytag index`` (columns ``uri`` and, when indexed, ``size``/``mtime_ns``).
+
+    Files that must not be read (names that are not UTF-8; symlinks leaving a local input
+    folder unless ``allow_outside_links``) are listed with ``problem`` set: they become
+    failed rows, never a crash of the listing."""
     if str(input_uri).endswith(".parquet"):
         t = storage.read_table(input_uri)
         cols = set(t.column_names)
@@ -66,7 +70,7 @@ def list_inputs(input_uri: str) -> list[storage.FileInfo]:
         return [storage.FileInfo(u, s, m) for u, s, m in zip(uris, sizes, mtimes, strict=True)]
     if str(input_uri).endswith(".zip"):
         return [storage.file_info(input_uri)]
-    return storage.list_file_infos(input_uri, ".zip")
+    return storage.list_file_infos(input_uri, ".zip", allow_outside_links=allow_outside_links)
 
 
 def build_index(input_uri: str, out_uri: str) -> int:
@@ -240,6 +244,7 @@ def run_cohort(
     refine_passes: int | None = None,
     tracker: str | None = None,
     retry_failed: str = "transient",
+    allow_outside_links: bool = False,
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> dict:
     """Process a cohort into ``output_uri``; returns a summary dict (see :func:`summarise`)."""
@@ -251,8 +256,12 @@ def run_cohort(
     tracker = tracker or DEFAULT_TRACKER
     ensure_ray()
     t0 = time.perf_counter()
-    inputs = list_inputs(input_uri)[:limit]
+    inputs = list_inputs(input_uri, allow_outside_links)[:limit]
     ledger = Ledger(output_uri)
+    foreign = ledger.foreign_files()
+    if foreign:
+        echo(f"raytag run: note: {len(foreign)} file(s) in {output_uri} were not written by "
+             f"raytag (e.g. {foreign[0]}); they are left alone and never read as results")
     if not resume and ledger.commits():
         raise FileExistsError(f"{output_uri} already holds results: rerun with --resume to "
                               "complete them, or choose a new output")
@@ -289,8 +298,8 @@ def run_cohort(
     stats = ""
     if plan.pending:
         ds = (
-            ray.data.from_items([{"uri": i.uri, "fingerprint": i.fingerprint}
-                                 for i in plan.pending],
+            ray.data.from_items([{"uri": i.uri, "fingerprint": i.fingerprint,
+                                  "problem": i.problem or ""} for i in plan.pending],
                                 override_num_blocks=max(1, len(plan.pending) // decode_batch))
             # The memory reservation also keeps decoding in its own CPU tasks: with equal
             # requests Ray Data would fuse it into the model actors.

@@ -61,13 +61,31 @@ def _read(uri: str) -> list[SliceRecord]:
                          reason=Reason.UNEXPECTED)]
 
 
+def _refused(uri: str, problem: str) -> list[SliceRecord]:
+    """A listed input that must not be read (a name that is not UTF-8, a symlink leaving
+    the input folder): one failed row keyed by its (printable) name."""
+    from raytag.io.ukb_names import parse_zip_name
+
+    try:
+        v = parse_zip_name(uri)
+        rec = SliceRecord(eid=v.eid, instance=v.instance, slice_index=None, source_uri=uri,
+                          array=v.array)
+    except Exception:  # noqa: BLE001 - a bad name is this row's key as it is
+        rec = SliceRecord(eid=uri.rsplit("/", 1)[-1].rsplit(".", 1)[0], instance=None,
+                          slice_index=None, source_uri=uri)
+    reason = Reason.BAD_NAME if "UTF-8" in problem else Reason.UNSAFE_INPUT
+    return [rec.fail(f"input refused: {problem}", reason=reason)]
+
+
 def decode_participants(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``{"uri": (B,), "fingerprint": (B,)}`` -> one row per slice of each participant."""
+    """``{"uri": (B,), "fingerprint": (B,), "problem": (B,)}`` -> one row per slice of
+    each participant (``problem``: why a listed input must not be read, "" if none)."""
     node = _node_id()
     records, counts, prints = [], [], []
-    for uri, fp in zip(batch["uri"], batch["fingerprint"], strict=True):
+    problems = batch.get("problem", [""] * len(batch["uri"]))
+    for uri, fp, problem in zip(batch["uri"], batch["fingerprint"], problems, strict=True):
         t0 = time.perf_counter()
-        recs = _read(str(uri))
+        recs = _refused(str(uri), str(problem)) if problem else _read(str(uri))
         telemetry.observe_stage("decode", time.perf_counter() - t0)
         telemetry.count_participant(recs)
         records += recs
@@ -130,12 +148,21 @@ class PredictNetworks:
         return batch
 
 
-def qc_flags_for(strains: dict, points: np.ndarray, box: np.ndarray) -> list[str]:
-    """Warnings on a measured slice (not failures): implausible strain or geometry."""
+#: ES global circumferential strain above this is no contraction at all (healthy hearts
+#: -0.15 to -0.25; the most impaired UK Biobank groups -0.10).
+NO_CONTRACTION = -0.03
+
+
+def qc_flags_for(strains: dict, points: np.ndarray, box: np.ndarray,
+                 shape_rc: tuple[int, int] | None = None) -> list[str]:
+    """Warnings on a measured slice (not failures): implausible strain or geometry, no
+    contraction at ES, a ROI box mostly outside the image (``shape_rc``: rows, cols)."""
     flags = []
     es_circ, es_radial = float(strains["es_circ_global"]), float(strains["es_radial"])
     if not np.isfinite(es_circ) or not -0.5 < es_circ < 0.05:
         flags.append("implausible_circ_strain")
+    elif es_circ > NO_CONTRACTION:
+        flags.append("no_contraction")
     if not np.isfinite(es_radial) or not -0.2 < es_radial < 1.5:
         flags.append("implausible_radial_strain")
     ed = points[0]
@@ -143,6 +170,13 @@ def qc_flags_for(strains: dict, points: np.ndarray, box: np.ndarray) -> list[str
               & (ed[:, 1] <= box[3]))
     if not inside.all():
         flags.append("landmarks_outside_roi")
+    if shape_rc is not None:
+        rows, cols = shape_rc
+        w, h = box[2] - box[0], box[3] - box[1]
+        iw = max(0.0, min(box[2], cols - 0.5) - max(box[0], -0.5))
+        ih = max(0.0, min(box[3], rows - 0.5) - max(box[1], -0.5))
+        if w <= 0 or h <= 0 or iw * ih < 0.5 * w * h:
+            flags.append("roi_outside_image")
     return flags
 
 
@@ -159,7 +193,8 @@ def measure_batch(batch: dict[str, np.ndarray], tracker: str = "network") -> pa.
                 m = measure_slice(rec.frames, rec.frame_valid, rec.pixel_spacing_mm,
                                   batch["net_landmarks"][i], tracker)
                 box = np.asarray(batch["bbox_px"][i], dtype=np.float64)
-                rec.qc_flags.extend(qc_flags_for(m.strains, m.landmarks_px, box))
+                rec.qc_flags.extend(qc_flags_for(m.strains, m.landmarks_px, box,
+                                                 rec.frames.shape[-2:]))
                 row = result_row(rec, m.strains, m.landmarks_px, box, version, m)
             except Exception as exc:  # noqa: BLE001 - a strain failure is a row, never a crash
                 rec.fail(f"strain error: {type(exc).__name__}: {str(exc)[:300]}", "strain",

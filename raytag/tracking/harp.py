@@ -114,10 +114,18 @@ class CineHarmonics:
         x0 = int(round(float(centre_xy[0]))) - size // 2
         y0 = int(round(float(centre_xy[1]))) - size // 2
         win = np.zeros((t_count, size, size), dtype=np.float32)
+        inside = np.zeros((size, size), dtype=bool)
         ys, xs = max(y0, 0), max(x0, 0)
         ye, xe = min(y0 + size, rows), min(x0 + size, cols)
         if ye > ys and xe > xs:
             win[:, ys - y0 : ye - y0, xs - x0 : xe - x0] = frames[:, ys:ye, xs:xe]
+            inside[ys - y0 : ye - y0, xs - x0 : xe - x0] = True
+        # Where the window leaves the frame, the frame's own edge is a step that puts
+        # spectral lines everywhere: remove the mean and fade to zero inside the edge too.
+        if not inside.all() and inside.any():
+            win[:, inside] -= win[:, inside].mean(axis=1, keepdims=True)
+            ramp = np.clip(ndimage.distance_transform_edt(inside) / (size / 16), 0, 1)
+            win *= (0.5 - 0.5 * np.cos(np.pi * ramp)).astype(np.float32)[None]
         win *= _taper(size, size // 8)[None].astype(np.float32)
         if peaks is None:
             peaks = find_first_harmonic_peaks(win[0], size=size, min_radius=size / 7.5)
