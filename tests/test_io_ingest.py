@@ -428,3 +428,38 @@ def test_fast_series_writer_matches_pydicom_per_frame():
         assert data == dataset_bytes(ds)
         assert name == f"{ds.SOPInstanceUID}.dcm" and len(str(ds.SOPInstanceUID)) == 44
         assert info.InstanceNumber == ds.InstanceNumber == f + 1
+
+
+def _marked(slice_index: int, marker: int, n: int = N_FRAMES, **kw) -> SeriesSpec:
+    s = spec(slice_index, n, **kw)
+    s.frames[:, 0, 2] = marker  # which series the reader chose, readable from its pixels
+    return s
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_tie_break_highest_series_number_first(order):
+    """Two complete, usable series of b2: the higher SeriesNumber wins even when the other
+    was acquired later (the acquisition-time rule must not decide this)."""
+    high = _marked(2, 7, series_number=30, acquisition_time="090000.000000")
+    low = _marked(2, 8, series_number=20, acquisition_time="120000.000000")
+    pair = [high, low] if order == 0 else [low, high]
+    recs = by_slice(read_participant(participant_zip(EID, [spec(1), *pair, spec(3)])))
+    assert recs[2].ok and recs[2].frames[0, 0, 2] == 7
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_tie_break_latest_acquisition_when_numbers_tie(order):
+    late = _marked(2, 5, series_number=20, acquisition_time="113000.000000")
+    early = _marked(2, 6, series_number=20, acquisition_time="101000.000000")
+    pair = [late, early] if order == 0 else [early, late]
+    recs = by_slice(read_participant(participant_zip(EID, [spec(1), *pair, spec(3)])))
+    assert recs[2].ok and recs[2].frames[0, 0, 2] == 5
+
+
+def test_tie_break_complete_series_before_any_number():
+    incomplete = _marked(2, 3, 19, series_number=40, cardiac_number_of_images=20,
+                         acquisition_time="130000.000000")
+    complete = _marked(2, 4, series_number=10, acquisition_time="080000.000000")
+    recs = by_slice(read_participant(participant_zip(EID, [spec(1), incomplete, complete,
+                                                           spec(3)])))
+    assert recs[2].ok and recs[2].frames[0, 0, 2] == 4 and recs[2].n_frames == 20

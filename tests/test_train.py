@@ -156,10 +156,32 @@ def test_ddp_training_resume_and_predictor(cohort, tmp_path, ray_local):
     again = train_network("tracker", datasets, runs, "t", epochs=4, lr=2e-3, **kw)
     assert again["last"]["resumed_from"] == 2 and again["last"]["epoch"] == 4
     assert again["last"]["train_loss"] < first["last"]["train_loss"]
-    loc = train_network("localiser", datasets, runs, "t", epochs=1, lr=1e-3, **kw)
-    assert 0.0 <= loc["metrics"]["iou_mean"] <= 1.0
+    # DDP kept both replicas identical through every epoch
+    assert [h["epoch"] for h in again["history"]] == [1, 2, 3, 4]
+    assert all(h["param_spread"] == 0.0 for h in again["history"])
+    # the exported checkpoint is the best epoch by validation score, not the last
     ck = load_checkpoint(again["exported"], kind="tracker", preset="lite")
-    assert ck.meta["metrics"]["epoch"] >= 1
+    best = max(again["history"], key=lambda h: h["val_score"])
+    assert ck.meta["metrics"]["epoch"] == best["epoch"]
+    assert ck.meta["metrics"]["val_score"] == pytest.approx(best["val_score"])
+    # training beats the untrained network on the validation set (the localiser learns
+    # where the heart is: an untrained one puts a fixed box in the corner)
+    from raytag.models import build_localiser
+    from raytag.train.loop import validate
+
+    untrained = validate("localiser", build_localiser("lite"), datasets["val"].iter_batches(
+        batch_size=4, batch_format="numpy"), "cpu")["iou_mean"]
+    loc = train_network("localiser", datasets, runs, "t", epochs=25, lr=2e-3, **kw)
+    assert loc["metrics"]["iou_mean"] > untrained + 0.2, (loc["metrics"], untrained)
+    # early stopping: at a learning rate too small to help, the run stops exactly
+    # `patience` epochs after its best one, and exports that best one, not the last
+    stopped = train_network("localiser", datasets, runs, "p", epochs=12, lr=1e-12,
+                            patience=2, **kw)
+    scores = [h["val_score"] for h in stopped["history"]]
+    best_epoch = stopped["history"][int(np.argmax(scores))]["epoch"]
+    assert stopped["last"]["epoch"] == best_epoch + 2 < 12
+    exported = load_checkpoint(stopped["exported"], kind="localiser")
+    assert exported.meta["metrics"]["epoch"] == best_epoch != stopped["last"]["epoch"]
     predictor = Predictor.from_checkpoints(loc["exported"], again["exported"], device="cpu")
     metrics = evaluate(predictor, labelled_split(cohort, "test", seed=0), echo=lambda s: None)
     assert metrics["overall"]["n_slices"] >= 1 and "rmse_es_mm_mean" in metrics["overall"]
@@ -191,3 +213,33 @@ def test_centre_augmentation_moves_the_box_with_the_heart():
         side = box[2] - box[0]
         assert side == pytest.approx(box[3] - box[1], rel=0.02)
         assert 40 * 1.6 * np.exp(-0.26) < side < 40 * 1.6 * np.exp(0.26)
+
+
+def test_summarise_against_hand_computed_values_with_a_failed_slice():
+    """Three slices: one shifted by (3, 4) mm everywhere (RMSE 5 mm at ED and ES), one
+    exact, one whose prediction is NaN (a failed slice): counted, never averaged."""
+    from raytag.strain import compute_strains
+    from raytag.train.metrics import summarise
+
+    k = np.arange(24)[:, None]
+    r = np.arange(7)[None, :]
+    ang = np.deg2rad(15 * k)
+    ring = np.stack([(20 + r) * np.cos(ang), (20 + r) * np.sin(ang)], -1).reshape(168, 2)
+    scale = 1 - 0.1 * np.sin(np.pi * np.arange(20) / 20)  # contracts to 0.9 at frame 10
+    true = np.stack([ring * s for s in scale])[None].repeat(3, 0)  # (3, 20, 168, 2) mm
+    pred = true.copy()
+    pred[0] += [3.0, 4.0]
+    pred[2] = np.nan
+    valid = np.ones((3, 20), bool)
+    es = np.array([10, 10, 10])
+    m = summarise(pred, true, valid, es)
+    assert m["n_slices"] == 3 and m["n_measured"] == 2
+    assert m["rmse_ed_mm_mean"] == pytest.approx((5.0 + 0.0) / 2)
+    assert m["rmse_es_mm_mean"] == pytest.approx(2.5) and m["rmse_es_mm_sd"] == pytest.approx(2.5)
+    # a translation does not change strain: both measured slices are exact
+    assert m["es_circ_global_bias"] == pytest.approx(0.0, abs=1e-12)
+    # truth strain at ES: 0.5 * (0.9**2 - 1) for every slice, so its SD is 0
+    truth_es = float(compute_strains(true[:1])["circ_global"][0, 10])
+    assert truth_es == pytest.approx(0.5 * (0.9**2 - 1))
+    assert m["es_circ_global_true_sd"] == pytest.approx(0.0, abs=1e-12)
+    assert m["centre_error_mm_median"] == pytest.approx(2.5)  # median of 5 and 0

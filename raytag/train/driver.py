@@ -150,6 +150,15 @@ def train_network(
     seconds = time.perf_counter() - t0
     best = max(result.best_checkpoints, key=lambda cm: cm[1].get("val_score", -np.inf))
     checkpoint, metrics = best
+    history = []
+    if result.checkpoint is not None:  # the latest: its state holds every epoch's metrics
+        import torch
+
+        from raytag.train.loop import STATE_FILE
+
+        with result.checkpoint.as_directory() as d:
+            history = torch.load(os.path.join(d, STATE_FILE), map_location="cpu",
+                                 weights_only=True).get("history", [])
     exported = None
     if out_dir:
         exported = storage.join(out_dir, f"{kind}.pt")
@@ -158,7 +167,7 @@ def train_network(
     echo(f"train {kind}: best epoch {metrics.get('epoch')} val_score "
          f"{metrics.get('val_score'):.4f} ({seconds:.0f} s this run)")
     return {"kind": kind, "metrics": metrics, "last": result.metrics, "seconds": seconds,
-            "exported": exported,
+            "exported": exported, "history": history,
             "run_path": os.path.join(storage_path, f"{name}-{kind}")}
 
 

@@ -79,6 +79,19 @@ def validate(kind: str, model: torch.nn.Module, batches, device) -> dict:
     return metrics
 
 
+def _param_spread(model: torch.nn.Module) -> float:
+    """Largest difference between workers of the sum of all parameters (0 when DDP keeps
+    every rank's replica identical, as it must after each step)."""
+    total = torch.tensor([sum(float(p.detach().double().sum()) for p in model.parameters())],
+                         dtype=torch.float64)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return 0.0
+    every = [torch.zeros(1, dtype=torch.float64) for _ in range(dist.get_world_size())]
+    dist.all_gather(every, total)
+    values = torch.cat(every)
+    return float(values.max() - values.min())
+
+
 def _maybe_inject_failure(spec: dict | None, epoch: int, rank: int) -> None:
     """Chaos drill / test hook: ``{"epoch": e, "rank": r, "marker": path}`` makes worker
     ``r`` raise once, after epoch ``e`` is reported on every worker; the marker file (on
@@ -107,7 +120,7 @@ def train_loop_per_worker(config: dict) -> None:
     schedule = localiser_lr if kind == "localiser" else tracker_lr
     base_lr = config.get("lr") or (1e-3 if kind == "localiser" else 1e-4)
     optimiser = torch.optim.Adam(model.parameters(), lr=schedule(1, base_lr))
-    start, best, stale = 1, -float("inf"), 0
+    start, best, stale, history = 1, -float("inf"), 0, []
 
     checkpoint = ray.train.get_checkpoint()
     if not checkpoint and config.get("init_from"):
@@ -122,6 +135,7 @@ def train_loop_per_worker(config: dict) -> None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         start, best, stale = state["epoch"] + 1, state["best"], state["stale"]
+        history = list(state.get("history", []))
 
     model = ray.train.torch.prepare_model(model)
     train_shard = ray.train.get_dataset_shard("train")
@@ -165,7 +179,8 @@ def train_loop_per_worker(config: dict) -> None:
             losses.append(float(loss.detach()))
 
         metrics = {"epoch": epoch, "lr": schedule(epoch, base_lr), "resumed_from": start - 1,
-                   "train_loss": float(np.mean(losses)) if losses else float("nan")}
+                   "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                   "param_spread": _param_spread(model)}
         stop = torch.zeros(1)
         if rank == 0:
             metrics |= validate(kind, model, val_data.iter_batches(
@@ -174,6 +189,8 @@ def train_loop_per_worker(config: dict) -> None:
             best, stale = (metrics["val_score"], 0) if improved else (best, stale + 1)
             metrics["best_val_score"] = best
             stop[0] = float(patience is not None and stale >= patience)
+            history.append({k: float(v) for k, v in metrics.items()
+                            if isinstance(v, (int, float))})
             with tempfile.TemporaryDirectory() as d:
                 save_checkpoint(_unwrap(model), os.path.join(d, MODEL_FILE), config["preset"],
                                 training=config.get("training", {}),
@@ -181,7 +198,8 @@ def train_loop_per_worker(config: dict) -> None:
                                          if isinstance(v, (int, float))})
                 torch.save({"model": _unwrap(model).state_dict(),
                             "optimiser": optimiser.state_dict(), "epoch": epoch,
-                            "best": best, "stale": stale}, os.path.join(d, STATE_FILE))
+                            "best": best, "stale": stale, "history": history},
+                           os.path.join(d, STATE_FILE))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
         else:
             ray.train.report(metrics)
