@@ -34,11 +34,11 @@ import numpy as np
 from raytag import geometry
 from raytag.io import read_participant
 from raytag.io.labelled import LabelledSlice
+from raytag.metrics import summarise
 from raytag.models.weights import load_predictor
 from raytag.phantom.cohort import SynthConfig, generate_participant
 from raytag.phantom.families import FAMILIES
 from raytag.tracking.measure import TRACKERS, measure_slice
-from raytag.train.metrics import summarise
 
 #: Test seeds per family (fixed, never used to train or tune).
 TEST_SEEDS = {"disc": 9301, "thorax": 9302, "patchwork": 9303}

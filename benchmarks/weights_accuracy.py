@@ -11,7 +11,7 @@ Three settings on the same slices, so their differences are attributable:
 - ``refine1``: raytag's default, plus one pass on the box re-fitted to the tracked ED
   landmarks (:class:`raytag.models.predictor.Predictor` ``refine_passes``).
 
-Metrics (:func:`raytag.train.metrics.summarise`, the same as training and ``raytag
+Metrics (:func:`raytag.metrics.summarise`, the same as training and ``raytag
 evaluate``): ROI IoU, landmark RMSE (mm) at ED/ES, ES strain error bias and SD at the truth
 ES frame, plus the Pearson r of predicted vs true ES strain. Default data: a fresh cohort
 generated with ``--seed`` (never a training seed).
@@ -32,12 +32,12 @@ import torch
 from raytag import geometry
 from raytag.constants import PAD_SIZE
 from raytag.io.labelled import read_synthetic_cohort
+from raytag.metrics import summarise
 from raytag.models.weights import load_predictor
 from raytag.phantom.cohort import SynthConfig
 from raytag.pipeline.synth import synthesise
 from raytag.strain import compute_strains
 from raytag.train.evaluate import predict_labelled
-from raytag.train.metrics import summarise
 
 
 class _GivenBoxes(torch.nn.Module):

@@ -15,7 +15,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from raytag.analysis import tables
+import numpy as np
+
+from raytag.analysis import columns, tables
 from raytag.analysis.report import build_report
 from raytag.constants import N_FRAMES, SLICE_LABELS, TRUTH_FILE
 from raytag.io import storage
@@ -30,17 +32,17 @@ DEMO_FAULTS = {"corrupt_zip": 0.05, "missing_slice": 0.05, "truncated_file": 0.0
                "fewer_frames": 0.05, "duplicate_series": 0.05}
 
 
-def agreement(results, truth) -> dict:
+def agreement(results_uri: str, truth_uri: str) -> dict:
     """Per region: n and ES strain error (result - truth) bias and SD for ok slices.
 
     The report's Table 2 rows (:func:`raytag.analysis.tables.agreement_table`), cut down to
     the two strains the summary prints; an SD of a single slice shows as 0.
     """
-    pairs = tables.pair_slices(results.to_pylist(), truth.to_pylist())
+    pairs, _ = columns.pair(columns.load_slices(results_uri), columns.load_slices(truth_uri))
     rows = {(r["region"], r["column"]): r for r in tables.agreement_table(pairs)}
     out = {}
     for label in SLICE_LABELS.values():
-        n = sum(p["slice_label"] == label for p in pairs)
+        n = int(np.sum(pairs.label == label))
         if not n:
             continue
         out[label] = {"n": n} | {
@@ -75,7 +77,7 @@ def run_demo(
     truth = storage.read_table(storage.join(cohort, TRUTH_FILE))
     frames = sum(min(n, N_FRAMES) for n in results.column("n_frames").to_pylist() if n)
     summary |= {
-        "agreement": agreement(results, truth),
+        "agreement": agreement(results_uri, storage.join(cohort, TRUTH_FILE)),
         "run_seconds": round(run_seconds, 2),
         "slices_per_s": round(summary["rows"] / run_seconds, 2),
         "frames_per_s": round(frames / run_seconds, 1),

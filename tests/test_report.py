@@ -18,7 +18,7 @@ import pyarrow.dataset as pads
 import pytest
 from scipy import stats as sps
 
-from raytag.analysis import stats, tables
+from raytag.analysis import columns, stats, tables
 from raytag.analysis.report import build_report
 from raytag.cli import main
 from raytag.io import storage
@@ -111,22 +111,31 @@ def _ring_row(eid: str, slice_index: int, scales, offset_mm=(0.0, 0.0), **extra)
     return row | extra
 
 
-def test_reference_strain_from_landmarks_and_pairing_metrics():
-    # rings scaled uniformly by s: every circ ring and the radial strain are (s^2 - 1)/2
-    ref = _ring_row("9000001", 2, [1.0, 0.9, 0.95])
-    s = tables.reference_strains(ref)
-    assert s["es_circ_global"] == pytest.approx((0.81 - 1) / 2)
-    assert s["es_radial"] == pytest.approx((0.81 - 1) / 2)
+def _slices(tmp_path, name, rows):
+    """Rows -> a Parquet file -> the report's columns (what ``raytag report`` reads)."""
+    uri = str(tmp_path / f"{name}.parquet")
+    storage.write_table(pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA), uri)
+    return columns.load_slices(uri)
+
+
+def test_reference_strain_from_landmarks_and_pairing_metrics(tmp_path):
+    # rings scaled uniformly by s: every circ ring and the radial strain are (s^2 - 1)/2;
+    # the reference has landmarks only (no es_* columns): its strains are computed
+    ref = _ring_row("9000001", 2, [1.0, 0.9, 0.95], es_frame=1)
     # prediction: the same rings shifted by (3, 4) mm -> RMSE exactly 5 mm at ED and ES
     pred = _ring_row("9000001", 2, [1.0, 0.9, 0.95], offset_mm=(3.0, 4.0),
                      bbox_px=[20.0, 10.0, 60.0, 50.0], es_circ_global=-0.1, es_radial=-0.1,
                      es_circ_subendo=-0.1, es_circ_midwall=-0.1, es_circ_subepi=-0.1)
-    ref["es_frame"] = 1
-    (p,) = tables.pair_slices([pred], [ref])
-    assert p["rmse_ed_mm"] == pytest.approx(5.0) and p["rmse_es_mm"] == pytest.approx(5.0)
-    assert p["iou"] == pytest.approx(30 * 40 / (50 * 40))  # overlap 30x40, union 50x40
-    assert p["error"]["es_circ_global"] == pytest.approx(-0.1 + 0.095)
-    (case,) = tables.qc_cases([p])
+    results, reference = _slices(tmp_path, "pred", [pred]), _slices(tmp_path, "ref", [ref])
+    pairs, unmatched = columns.pair(results, reference)
+    assert pairs.n == 1 and unmatched == 0
+    columns.landmark_metrics(pairs, results, reference)
+    assert pairs.refs["es_circ_global"][0] == pytest.approx((0.81 - 1) / 2)
+    assert pairs.refs["es_radial"][0] == pytest.approx((0.81 - 1) / 2)
+    assert pairs.rmse_ed[0] == pytest.approx(5.0) and pairs.rmse_es[0] == pytest.approx(5.0)
+    assert pairs.iou[0] == pytest.approx(30 * 40 / (50 * 40))  # overlap 30x40, union 50x40
+    assert pairs.error["es_circ_global"][0] == pytest.approx(-0.1 + 0.095)
+    (case,) = tables.qc_cases(pairs, results)
     assert any("RMSE ED 5.0 mm" in r for r in case["reasons"])
     assert "IoU 0.60 < 0.70" in case["reasons"]
     assert not any("error" in r for r in case["reasons"])  # |-0.005| < 0.05
@@ -138,7 +147,7 @@ def _strain_row(eid, idx, values, status="ok", **extra):
     return row | {c: values for c in tables.STRAINS} | extra
 
 
-def test_agreement_table_excludes_failed_rows_and_matches_numpy():
+def test_agreement_table_excludes_failed_rows_and_matches_numpy(tmp_path):
     rng = np.random.default_rng(3)
     results, reference = [], []
     for i in range(12):
@@ -149,8 +158,9 @@ def test_agreement_table_excludes_failed_rows_and_matches_numpy():
             results.append(_strain_row(eid, idx, truth + float(rng.normal(0.01, 0.02))))
     results[0] = _strain_row("9000000", 1, None, status="failed", error="bad zip")
     results.append(_strain_row("9000099", 2, -0.2))  # ok, but no reference slice
-    pairs = tables.pair_slices(results, reference)
-    assert len(pairs) == 35 and tables.unmatched(results, reference) == 1
+    res_cols = _slices(tmp_path, "res", results)
+    pairs, unmatched = columns.pair(res_cols, _slices(tmp_path, "ref", reference))
+    assert pairs.n == 35 and unmatched == 1
     rows = tables.agreement_table(pairs)
     assert len(rows) == tables.N_AGREEMENT_TESTS == 15
     for row in rows:
@@ -165,9 +175,9 @@ def test_agreement_table_excludes_failed_rows_and_matches_numpy():
         t = statistics.mean(d) / (statistics.stdev(d) / math.sqrt(len(d)))
         assert row["p"] == pytest.approx(2 * sps.t.sf(abs(t), len(d) - 1))
         assert row["significant"] == (row["p"] < 0.05 / 15)
-    status = {r["region"]: r for r in tables.status_table(results)}
+    status = {r["region"]: r for r in tables.status_table(res_cols)}
     assert status["basal"]["failed"] == 1 and status["basal"]["ok"] == 11
-    (fail,) = tables.failure_table(results)
+    (fail,) = tables.failure_table(res_cols)
     assert fail["slices"] == 1 and "bad zip" in fail["example"]
 
 
@@ -181,7 +191,7 @@ def test_group_table_welch_and_reference_group(tmp_path):
            "9000004": -0.16, "9000005": -0.15, "9000006": -0.18, "9000007": -0.30}
     results = [_strain_row(e, 2, v) for e, v in mid.items()]  # 9000007: not in the CSV
     results.append(_strain_row("9000003", 1, -0.5))  # basal: never used for Table 3
-    rows = {r["group"]: r for r in tables.group_table(groups, results)}
+    rows = {r["group"]: r for r in tables.group_table(groups, _slices(tmp_path, "g", results))}
     ref_vals, ha = [-0.20, -0.21, -0.19], [-0.17, -0.16, -0.15]
     assert rows["reference"]["pred_n"] == 3
     assert rows["reference"]["pred_mean"] == pytest.approx(-0.20)
@@ -265,12 +275,15 @@ def test_report_from_synthetic_cohort(synthetic_run, tmp_path):
                        reference_uri=str(synthetic_run["cohort"] / "truth.parquet"),
                        groups_uri=str(synthetic_run["groups"]), max_cases=2, echo=lambda s: None)
     doc = json.loads((out / "report.json").read_text())
-    truth = {tables.slice_key(r): r for r in synthetic_run["truth"].to_pylist()}
+    def key(r):
+        return (r["eid"], r["instance"], r["slice_index"])
+
+    truth = {key(r): r for r in synthetic_run["truth"].to_pylist()}
     results = read_results(str(synthetic_run["results"])).to_pylist()
     ok = [r for r in results if r["status"] == "ok"]
     # Table 2 recomputed independently: per region and strain, differences to the truth
     for row in doc["tables"]["agreement"]:
-        d = [r[row["column"]] - truth[tables.slice_key(r)][row["column"]]
+        d = [r[row["column"]] - truth[key(r)][row["column"]]
              for r in ok if r["slice_label"] == row["region"]]
         assert row["n"] == len(d) >= 3
         assert row["bias"] == pytest.approx(statistics.mean(d), abs=1e-12)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from raytag.io.labelled import read_synthetic_cohort
+from raytag.metrics import summarise
 from raytag.models.weights import UNTRAINED, load_predictor, shipped_weights
 from raytag.phantom.cohort import SynthConfig
 from raytag.pipeline.synth import synthesise
 from raytag.strain import compute_strains
 from raytag.train.evaluate import predict_labelled
-from raytag.train.metrics import summarise
 
 FRESH_SEED = 31337
 

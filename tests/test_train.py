@@ -218,8 +218,8 @@ def test_centre_augmentation_moves_the_box_with_the_heart():
 def test_summarise_against_hand_computed_values_with_a_failed_slice():
     """Three slices: one shifted by (3, 4) mm everywhere (RMSE 5 mm at ED and ES), one
     exact, one whose prediction is NaN (a failed slice): counted, never averaged."""
+    from raytag.metrics import summarise
     from raytag.strain import compute_strains
-    from raytag.train.metrics import summarise
 
     k = np.arange(24)[:, None]
     r = np.arange(7)[None, :]

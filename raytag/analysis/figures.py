@@ -1,6 +1,7 @@
 """The report's figures, each returned as PNG bytes (matplotlib Agg; no pyplot state).
 
-Inputs are the rows and pairs of :mod:`raytag.analysis.tables`. Strain axes are Green
+Inputs are the columns of :mod:`raytag.analysis.columns` (and, for a QC case, its two
+full rows). Strain axes are Green
 strain (dimensionless), frames are cine frame indices (0 = ED). Images are drawn with
 ``imshow``'s default extent so pixel centres sit at integer coordinates, the landmark
 convention (x = column, y = row, 0-based; see :mod:`raytag.phantom.preview`).
@@ -10,16 +11,16 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from raytag.analysis.columns import REGIONS, STRAINS, Pairs, Slices
 from raytag.analysis.stats import LOA_Z, mean_sd
-from raytag.analysis.tables import REGIONS, STRAINS
-from raytag.constants import N_LANDMARKS, STATUS_OK
-from raytag.phantom.preview import _zoom_window
+from raytag.constants import N_LANDMARKS
+from raytag.metrics import zoom_window
 
 __all__ = ["bland_altman_png", "distribution_png", "curves_png", "qc_case_png", "to_png"]
 
@@ -36,12 +37,7 @@ def to_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _value(row: Mapping, col: str) -> float:
-    v = row.get(col)
-    return math.nan if v is None else float(v)
-
-
-def bland_altman_png(pairs: Sequence[Mapping]) -> bytes:
+def bland_altman_png(pairs: Pairs) -> bytes:
     """One panel per strain (rows) and region (columns): difference (pred - ref) against
     the mean of the two, with the bias and the 95% limits of agreement (bias +- 1.96 SD)."""
     fig = Figure(figsize=(3.2 * len(REGIONS), 2.4 * len(STRAINS)))
@@ -49,9 +45,8 @@ def bland_altman_png(pairs: Sequence[Mapping]) -> bytes:
     for i, (col, name) in enumerate(STRAINS.items()):
         for j, region in enumerate(REGIONS):
             ax = axes[i, j]
-            sub = [p for p in pairs if p["slice_label"] == region]
-            pred = np.array([_value(p["pred"], col) for p in sub])
-            ref = np.array([p["ref_strains"][col] for p in sub])
+            m = pairs.label == region
+            pred, ref = pairs.pred[col][m], pairs.refs[col][m]
             keep = np.isfinite(pred) & np.isfinite(ref)
             mean, diff = (pred[keep] + ref[keep]) / 2, pred[keep] - ref[keep]
             ax.scatter(mean, diff, s=9, color="#333333", alpha=0.7, gid="points")
@@ -75,16 +70,15 @@ def bland_altman_png(pairs: Sequence[Mapping]) -> bytes:
     return to_png(fig)
 
 
-def distribution_png(results: Sequence[Mapping]) -> bytes:
+def distribution_png(results: Slices) -> bytes:
     """ES strain per region (box plots with the points), one panel per strain."""
-    ok = [r for r in results if r.get("status") == STATUS_OK]
     fig = Figure(figsize=(3.0 * len(STRAINS), 3.0))
     axes = fig.subplots(1, len(STRAINS), squeeze=False)[0]
     rng = np.random.default_rng(0)  # jitter only; fixed so the report is reproducible
     for ax, (col, name) in zip(axes, STRAINS.items(), strict=True):
         data = []
         for region in REGIONS:
-            v = np.array([_value(r, col) for r in ok if r.get("slice_label") == region])
+            v = results.strains[col][results.ok & (results.label == region)]
             data.append(v[np.isfinite(v)])
         ax.boxplot(data, showfliers=False)
         ax.set_xticks(range(1, len(REGIONS) + 1), REGIONS, fontsize=7)
@@ -97,10 +91,10 @@ def distribution_png(results: Sequence[Mapping]) -> bytes:
     return to_png(fig)
 
 
-def _curve_band(ax, curves: list[np.ndarray], color: str, label: str, ls: str = "-"):
-    if not curves:
+def _curve_band(ax, curves: np.ndarray | None, color: str, label: str, ls: str = "-"):
+    if curves is None or not len(curves):
         return
-    c = np.array(curves, dtype=np.float64)
+    c = np.asarray(curves, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         m = np.nanmean(c, axis=0) if np.isfinite(c).any() else np.full(c.shape[1], np.nan)
         s = np.nanstd(c, axis=0)
@@ -109,28 +103,33 @@ def _curve_band(ax, curves: list[np.ndarray], color: str, label: str, ls: str = 
     ax.fill_between(t, m - s, m + s, color=color, alpha=0.15)
 
 
+def _present(curves: np.ndarray | None) -> np.ndarray | None:
+    """The rows of ``curves`` that hold any value."""
+    if curves is None:
+        return None
+    return curves[np.isfinite(curves).any(axis=1)]
+
+
 def _curve(row: Mapping | None, name: str) -> np.ndarray | None:
     if row is None or not row.get(name):
         return None
     return np.array(row[name], dtype=np.float64)
 
 
-def curves_png(results: Sequence[Mapping], pairs: Sequence[Mapping] | None = None) -> bytes:
+def curves_png(pred: Mapping[str, Mapping[str, np.ndarray]],
+               ref: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> bytes:
     """Mean +- SD strain curves per region (global circ and radial), predicted and, with a
-    reference, the reference's curves dashed."""
-    ok = [r for r in results if r.get("status") == STATUS_OK]
+    reference, the reference's curves dashed. ``pred``/``ref``: {region: {curve name:
+    (n, T) array}}, rows with missing curves all-NaN (dropped here)."""
     fig = Figure(figsize=(3.2 * len(REGIONS), 5.0))
     axes = fig.subplots(2, len(REGIONS), squeeze=False)
     for j, region in enumerate(REGIONS):
         for i, name in enumerate(("circ_global", "radial")):
             ax = axes[i, j]
-            pred = [c for r in ok if r.get("slice_label") == region
-                    and (c := _curve(r, name)) is not None]
-            _curve_band(ax, pred, PRED_COLOR, "predicted")
-            if pairs:
-                ref = [c for p in pairs if p["slice_label"] == region
-                       and (c := _curve(p["ref"], name)) is not None]
-                _curve_band(ax, ref, REF_COLOR, "reference", ls="--")
+            _curve_band(ax, _present(pred.get(region, {}).get(name)), PRED_COLOR, "predicted")
+            if ref:
+                _curve_band(ax, _present(ref.get(region, {}).get(name)), REF_COLOR,
+                            "reference", ls="--")
             ax.set_title(f"{name.replace('_', ' ')}, {region}", fontsize=8)
             ax.axhline(0, color="#999999", lw=0.6)
             ax.tick_params(labelsize=7)
@@ -147,11 +146,12 @@ def _px(row: Mapping | None) -> np.ndarray | None:
     return np.array(row["landmarks_px"], dtype=np.float64).reshape(-1, N_LANDMARKS, 2)
 
 
-def qc_case_png(case: Mapping, frames: np.ndarray | None) -> bytes:
+def qc_case_png(case: Mapping, pred: Mapping, ref: Mapping | None,
+                frames: np.ndarray | None) -> bytes:
     """ED and ES frames with predicted (red) and reference (blue) landmarks, and the strain
-    curves of both. ``frames``: ``(T, rows, cols)`` of the slice, or None when the source
-    cannot be read (the landmark panels then show the points alone)."""
-    pred, ref = case["pair"]["pred"], case["pair"]["ref"]
+    curves of both. ``pred``/``ref``: the case's full results and reference rows (ref None
+    without a reference); ``frames``: ``(T, rows, cols)`` of the slice, or None when the
+    source cannot be read (the landmark panels then show the points alone)."""
     lp, lr = _px(pred), _px(ref)
     es_p = pred.get("es_frame")
     es = (ref.get("es_frame") if ref is not None and ref.get("es_frame") is not None
@@ -175,7 +175,7 @@ def qc_case_png(case: Mapping, frames: np.ndarray | None) -> bytes:
             if box is not None:
                 shape = frames.shape[1:] if frames is not None else (
                     int(np.nanmax(pts[:, 1])) + 20, int(np.nanmax(pts[:, 0])) + 20)
-                xlo, xhi, ylo, yhi = _zoom_window(np.array(box, dtype=float), pts, shape)
+                xlo, xhi, ylo, yhi = zoom_window(np.array(box, dtype=float), pts, shape)
                 ax.set_xlim(xlo, xhi)
                 ax.set_ylim(yhi, ylo)
         for p, color, name in ((lp, PRED_COLOR, "predicted"), (lr, REF_COLOR, "reference")):

@@ -25,11 +25,11 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from raytag import __version__
-from raytag.analysis import figures, tables
+from raytag.analysis import columns, figures, tables
 from raytag.analysis import html as H
 from raytag.analysis.stats import LOA_Z
 from raytag.io import read_participant, storage
-from raytag.io.tables import read_groups, read_results
+from raytag.io.tables import read_groups
 
 __all__ = ["build_report", "DEFAULT_MAX_CASES"]
 
@@ -60,9 +60,8 @@ def _csv(rows: Sequence[Mapping]) -> bytes:
     return buf.getvalue().encode()
 
 
-def _frames_for(case: Mapping, cache: dict) -> tuple[np.ndarray | None, str]:
+def _frames_for(case: Mapping, pred: Mapping, cache: dict) -> tuple[np.ndarray | None, str]:
     """The slice's frames ``(T, rows, cols)`` from its source zip, or (None, why not)."""
-    pred = case["pair"]["pred"]
     uri = pred.get("source_uri")
     if not uri:
         return None, "no source_uri in the results row"
@@ -141,46 +140,102 @@ def _simple_html(rows) -> str:
     return H.table(rows, [(k, lambda r, k=k: H.fmt(r.get(k))) for k in keys])
 
 
-def build_report(results_uri: str, out: str, reference_uri: str | None = None,
-                 groups_uri: str | None = None, max_cases: int = DEFAULT_MAX_CASES,
-                 title: str | None = None, echo: Callable[[str], None] = print) -> dict:
-    """Build the report; returns ``{"html": uri, "json": uri, "tables": {...}, ...}``.
+def compute_report(results_uri: str, reference_uri: str | None = None,
+                   groups_uri: str | None = None, max_cases: int = DEFAULT_MAX_CASES,
+                   echo: Callable[[str], None] = print) -> dict:
+    """Every table, figure (PNG bytes) and count of the report, nothing rendered yet.
 
-    Raises ``ValueError`` when the results hold no rows, ``FileNotFoundError`` for a
-    missing input. Failed rows are counted in the status/failure tables and excluded
-    from every statistic.
+    Reads the scalar columns of the results (and reference), streams the landmark columns
+    once for RMSE/IoU, and reads full rows only for the QC cases drawn: memory grows with
+    the scalar columns, not with landmarks. Raises ``ValueError`` when the results hold
+    no rows, ``FileNotFoundError`` for a missing input.
     """
-    t0 = time.perf_counter()
-    results = sorted(read_results(results_uri).to_pylist(), key=tables.slice_key)
-    if not results:
+    results = columns.load_slices(results_uri)
+    if not results.n:
         raise ValueError(f"no result rows in {results_uri}")
-    reference = read_results(reference_uri).to_pylist() if reference_uri else None
+    reference = columns.load_slices(reference_uri) if reference_uri else None
     groups = read_groups(groups_uri) if groups_uri else None
-    echo(f"report: {len(results)} rows from {results_uri}"
-         + (f", reference {reference_uri} ({len(reference)} rows)" if reference else ""))
-
+    echo(f"report: {results.n} rows from {results_uri}"
+         + (f", reference {reference_uri} ({reference.n} rows)" if reference else ""))
     out_tables: dict[str, list[dict]] = {
         "status": tables.status_table(results),
         "failures": tables.failure_table(results),
-        "qc_flags": tables.qc_flag_table(results),
+        "qc_flags": tables.qc_flag_table(results_uri),
     }
     meta = {"results": results_uri, "reference": reference_uri, "groups": groups_uri,
-            "raytag_version": __version__, "rows": len(results),
-            "participants": len({(r["eid"], r["instance"]) for r in results}),
-            "ok_rows": sum(r.get("status") == "ok" for r in results),
-            "model_versions": sorted({r.get("model_version") or "" for r in results}),
+            "raytag_version": __version__, "rows": results.n,
+            "participants": len(set(zip(results.eid.tolist(), results.instance.tolist(),
+                                        strict=True))),
+            "ok_rows": int(results.ok.sum()),
+            "model_versions": sorted({v or "" for v in results.model_version.tolist()}),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    sections = []
+    images: dict[str, bytes] = {}
     pairs = None
     if reference is not None:
-        pairs = tables.pair_slices(results, reference)
-        meta["paired_slices"] = len(pairs)
-        meta["unmatched_ok_slices"] = tables.unmatched(results, reference)
+        pairs, meta["unmatched_ok_slices"] = columns.pair(results, reference)
+        columns.landmark_metrics(pairs, results, reference)
+        meta["paired_slices"] = pairs.n
         out_tables["agreement"] = tables.agreement_table(pairs)
         out_tables["landmarks"] = tables.landmark_table(pairs)
+        images["bland_altman"] = figures.bland_altman_png(pairs)
+    else:
+        out_tables["distributions"] = tables.distribution_table(results)
+        images["distributions"] = figures.distribution_png(results)
+    images["curves"] = figures.curves_png(*_curves(results, reference, pairs))
+    if groups is not None:
+        out_tables["groups"] = tables.group_table(groups, results, pairs)
+        eids = set(results.eid.tolist())
+        meta["participants_without_group"] = len(eids - (eids & set(groups)))
+    if pairs is not None:
+        all_cases = tables.qc_cases(pairs, results)
+        meta["qc_criteria"] = ("IoU < {iou_min}, RMSE > {rmse_mm_max} mm, |radial error| > "
+                               "{radial_error_max}, |circ error| > {circ_error_max}").format(
+                                   **tables.QC_LIMITS)
+    else:
+        all_cases = tables.outlier_cases(results)
+        meta["qc_criteria"] = (f"|robust z| > {tables.OUTLIER_Z} of ES circ or radial strain "
+                               "in its region")
+    out_tables["qc_cases"] = [{"eid": c["key"][0], "instance": c["key"][1],
+                               "slice_label": c["slice_label"], "severity": c["severity"],
+                               "reasons": "; ".join(c["reasons"])} for c in all_cases]
+    shown = all_cases[:max_cases]
+    pred_rows = columns.read_rows(results_uri, [c["key"] for c in shown])
+    ref_rows = columns.read_rows(reference_uri, [c["key"] for c in shown]) \
+        if reference_uri else {}
+    cache: dict = {}
+    panels = []
+    for case in shown:
+        pred = pred_rows.get(case["key"], {})
+        frames, why = _frames_for(case, pred, cache)
+        panels.append((case, figures.qc_case_png(case, pred, ref_rows.get(case["key"]),
+                                                 frames), why))
+    return {"meta": meta, "tables": out_tables, "images": images, "cases": all_cases,
+            "panels": panels, "has_reference": pairs is not None,
+            "has_groups": groups is not None}
+
+
+def _curves(results, reference, pairs):
+    """{region: {name: (n, T)}} of the ok results (and of their reference slices)."""
+    ok = np.nonzero(results.ok)[0]
+    got = columns.read_curves(results.uri, results, ok)
+    pred = {region: {n: v[results.label[ok] == region] for n, v in got.items()}
+            for region in columns.REGIONS}
+    if pairs is None or not pairs.n:
+        return pred, None
+    got = columns.read_curves(reference.uri, reference, pairs.ref)
+    ref = {region: {n: v[pairs.label == region] for n, v in got.items()}
+           for region in columns.REGIONS}
+    return pred, ref
+
+
+def render_report(data: dict, title: str | None = None) -> str:
+    """The self-contained HTML page of :func:`compute_report`'s output."""
+    meta, out_tables, images = data["meta"], data["tables"], data["images"]
+    sections = []
+    if data["has_reference"]:
         sections.append(H.section(
             "Strain agreement (Table 2)",
-            H.paragraph(f"{len(pairs)} ok slices paired with the reference "
+            H.paragraph(f"{meta['paired_slices']} ok slices paired with the reference "
                         f"({meta['unmatched_ok_slices']} ok slices without a reference). "
                         "Values are end-systolic Green strain; bias and precision are the "
                         "mean and SD of predicted - reference; p from a paired t-test, "
@@ -190,7 +245,7 @@ def build_report(results_uri: str, out: str, reference_uri: str | None = None,
             "Bland-Altman",
             H.paragraph(f"Difference against mean; solid: bias, dashed: bias \u00b1 {LOA_Z} SD "
                         "(95% limits of agreement)."),
-            H.image(figures.bland_altman_png(pairs), "Bland-Altman plots"), anchor="bland"))
+            H.image(images["bland_altman"], "Bland-Altman plots"), anchor="bland"))
         sections.append(H.section(
             "Landmarks and ROI",
             H.paragraph("RMSE over the 168 landmarks in mm at ED (frame 0) and at the "
@@ -198,22 +253,16 @@ def build_report(results_uri: str, out: str, reference_uri: str | None = None,
                         "them."),
             _landmark_html(out_tables["landmarks"]), anchor="landmarks"))
     else:
-        out_tables["distributions"] = tables.distribution_table(results)
         sections.append(H.section(
             "End-systolic strain per region",
             H.paragraph("No reference given: distributions of the predicted ES strains of "
                         "ok slices."),
             _distribution_html(out_tables["distributions"]),
-            H.image(figures.distribution_png(results), "ES strain distributions"),
+            H.image(images["distributions"], "ES strain distributions"),
             anchor="distributions"))
     sections.append(H.section(
-        "Strain curves", H.image(figures.curves_png(results, pairs), "strain curves"),
-        anchor="curves"))
-
-    if groups is not None:
-        out_tables["groups"] = tables.group_table(groups, results, pairs)
-        in_csv = {r["eid"] for r in results} & set(groups)
-        meta["participants_without_group"] = len({r["eid"] for r in results} - in_csv)
+        "Strain curves", H.image(images["curves"], "strain curves"), anchor="curves"))
+    if data["has_groups"]:
         sections.append(H.section(
             "Groups (Table 3)",
             H.paragraph("Mid-ventricular ES global circumferential strain per group; "
@@ -221,31 +270,17 @@ def build_report(results_uri: str, out: str, reference_uri: str | None = None,
                         "the flags), Welch's t-test and its 95% CI. "
                         f"{meta['participants_without_group']} participants are not in "
                         "the groups file."),
-            _group_html(out_tables["groups"], pairs is not None), anchor="groups"))
-
-    if pairs is not None:
-        all_cases = tables.qc_cases(pairs)
-        criteria = ("IoU < {iou_min}, RMSE > {rmse_mm_max} mm, |radial error| > "
-                    "{radial_error_max}, |circ error| > {circ_error_max}").format(
-                        **tables.QC_LIMITS)
-    else:
-        all_cases = tables.outlier_cases(results)
-        criteria = f"|robust z| > {tables.OUTLIER_Z} of ES circ or radial strain in its region"
-    out_tables["qc_cases"] = [{"eid": c["key"][0], "instance": c["key"][1],
-                               "slice_label": c["slice_label"], "severity": c["severity"],
-                               "reasons": "; ".join(c["reasons"])} for c in all_cases]
-    cache: dict = {}
+            _group_html(out_tables["groups"], data["has_reference"]), anchor="groups"))
     panels = []
-    for case in all_cases[:max_cases]:
-        frames, why = _frames_for(case, cache)
-        panels.append(H.image(figures.qc_case_png(case, frames),
-                              f"QC case {case['key'][0]} {case['slice_label']}"))
+    for case, png, why in data["panels"]:
+        panels.append(H.image(png, f"QC case {case['key'][0]} {case['slice_label']}"))
         if why:
             panels.append(H.paragraph(f"(frames not shown: {why})", "note"))
+    n_cases = len(data["cases"])
     sections.append(H.section(
         "Quality control",
-        H.paragraph(f"Cases worth a look ({criteria}): {len(all_cases)}; the worst "
-                    f"{min(len(all_cases), max_cases)} are shown with ED and ES frames, "
+        H.paragraph(f"Cases worth a look ({meta['qc_criteria']}): {n_cases}; the worst "
+                    f"{len(data['panels'])} are shown with ED and ES frames, "
                     "predicted (red) and reference (blue) landmarks and strain curves."),
         _qc_html(out_tables["qc_cases"]), *panels, anchor="qc"))
     sections.append(H.section(
@@ -253,24 +288,41 @@ def build_report(results_uri: str, out: str, reference_uri: str | None = None,
         H.paragraph("Rows by region and status:"), _simple_html(out_tables["status"]),
         H.paragraph("Failed slices by reason (excluded from every statistic above):"),
         _simple_html(out_tables["failures"]),
-        H.paragraph("Ingest QC flags:"), _simple_html(out_tables["qc_flags"]),
+        H.paragraph("QC flags:"), _simple_html(out_tables["qc_flags"]),
         anchor="rows"))
-
     intro = H.paragraph(
         f"{meta['participants']} participants, {meta['rows']} slice rows "
         f"({meta['ok_rows']} ok); model {', '.join(meta['model_versions'])}; "
         f"raytag {__version__}; created {meta['created']}.")
-    page = H.page(title or "raytag report", intro, *sections)
+    return H.page(title or "raytag report", intro, *sections)
+
+
+def write_report(data: dict, page: str, out: str) -> dict:
+    """Write ``report.html``, ``report.json`` and ``tables/*.csv`` under ``out``."""
     html_uri = storage.join(out, "report.html")
     json_uri = storage.join(out, "report.json")
     storage.write_bytes(html_uri, page.encode())
-    meta["seconds"] = round(time.perf_counter() - t0, 2)
-    storage.write_bytes(json_uri, json.dumps(_jsonable({"meta": meta, "tables": out_tables}),
+    storage.write_bytes(json_uri, json.dumps(_jsonable({"meta": data["meta"],
+                                                        "tables": data["tables"]}),
                                              indent=1, allow_nan=False).encode())
     csvs = {}
-    for name, rows in out_tables.items():
+    for name, rows in data["tables"].items():
         csvs[name] = storage.join(out, "tables", f"{name}.csv")
         storage.write_bytes(csvs[name], _csv(rows))
-    echo(f"report: {html_uri} ({meta['seconds']} s)")
-    return {"html": html_uri, "json": json_uri, "csv": csvs, "meta": meta,
-            "tables": out_tables, "qc_cases_shown": min(len(all_cases), max_cases)}
+    return {"html": html_uri, "json": json_uri, "csv": csvs}
+
+
+def build_report(results_uri: str, out: str, reference_uri: str | None = None,
+                 groups_uri: str | None = None, max_cases: int = DEFAULT_MAX_CASES,
+                 title: str | None = None, echo: Callable[[str], None] = print) -> dict:
+    """Compute, render and write the report; returns ``{"html", "json", "csv", "meta",
+    "tables", "qc_cases_shown"}``. Failed rows are counted in the status/failure tables
+    and excluded from every statistic."""
+    t0 = time.perf_counter()
+    data = compute_report(results_uri, reference_uri, groups_uri, max_cases, echo)
+    page = render_report(data, title)
+    data["meta"]["seconds"] = round(time.perf_counter() - t0, 2)
+    written = write_report(data, page, out)
+    echo(f"report: {written['html']} ({data['meta']['seconds']} s)")
+    return written | {"meta": data["meta"], "tables": data["tables"],
+                      "qc_cases_shown": len(data["panels"])}

@@ -40,6 +40,8 @@ from raytag.io import storage
 __all__ = ["Ledger", "Commit", "Entry", "RESULTS_DIR", "META_DIR", "participant_key"]
 
 RESULTS_DIR = "results"
+#: Rows per Parquet row group of a results file.
+ROW_GROUP_ROWS = 256
 META_DIR = "_raytag"
 
 #: A participant visit: ``(eid, instance, array)`` from the zip name, or ``(name, None,
@@ -172,7 +174,9 @@ class Ledger:
         storage.write_bytes(self.uri(f"{META_DIR}/intents/{cid}.json"),
                             json.dumps(intent).encode())
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        # small row groups: a reader that wants a few slices' landmarks (the report's QC
+        # cases) reads ~14 MB, not the whole file's landmarks column
+        pq.write_table(table, sink, row_group_size=ROW_GROUP_ROWS)
         storage.write_bytes(self.uri(staging), sink.getvalue().to_pybytes())
         record = {"id": cid, "file": final, "rows": table.num_rows,
                   "entries": [e.to_json() for e in entries]}

@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 
 from raytag.io import storage
 
-__all__ = ["read_results", "read_groups"]
+__all__ = ["read_results", "iter_results", "results_dataset", "read_groups"]
 
 #: The earlier layout's hive partitions (still read).
 _PARTITIONING = pads.partitioning(
@@ -39,6 +39,25 @@ def read_results(uri: str, columns: list[str] | None = None) -> pa.Table:
 
     Raises ``FileNotFoundError`` naming ``uri`` when nothing is there.
     """
+    dataset = results_dataset(uri)
+    if dataset is None:
+        return _empty(columns)
+    return _conform(dataset.to_table(columns=_present(dataset.schema, columns)), columns)
+
+
+def iter_results(uri: str, columns: list[str], batch_rows: int = 1024):
+    """The table of :func:`read_results` as record batches of at most ``batch_rows`` rows
+    (``columns`` only): memory bounded by a batch, whatever the table's size."""
+    dataset = results_dataset(uri)
+    if dataset is None:
+        return
+    present = _present(dataset.schema, columns)
+    for batch in dataset.to_batches(columns=present, batch_size=batch_rows):
+        yield _conform(pa.Table.from_batches([batch]), columns)
+
+
+def results_dataset(uri: str) -> pads.Dataset | None:
+    """A pyarrow dataset over what ``uri`` holds (None for an output with no commits)."""
     from raytag.io.ledger import Ledger
 
     sp = storage.resolve(uri)
@@ -46,19 +65,16 @@ def read_results(uri: str, columns: list[str] | None = None) -> pa.Table:
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"no results at {uri}")
     if info.type == pafs.FileType.File:
-        table = storage.read_table(uri)
-        return table.select(columns) if columns else table
+        return pads.dataset(sp.path, filesystem=sp.filesystem, format="parquet")
     ledger = Ledger(uri)
     if ledger.is_raytag_output():
         files = [storage.resolve(f).path for f in ledger.committed_files()]
         if not files:
-            return _empty(columns)
-        dataset = pads.dataset(files, filesystem=sp.filesystem, format="parquet")
-        return _conform(dataset.to_table(columns=_present(dataset.schema, columns)), columns)
-    dataset = pads.dataset(sp.path, filesystem=sp.filesystem, format="parquet",
-                           partitioning=_PARTITIONING,
-                           exclude_invalid_files=True, ignore_prefixes=["_", "."])
-    return _conform(dataset.to_table(columns=_present(dataset.schema, columns)), columns)
+            return None
+        return pads.dataset(files, filesystem=sp.filesystem, format="parquet")
+    return pads.dataset(sp.path, filesystem=sp.filesystem, format="parquet",
+                        partitioning=_PARTITIONING,
+                        exclude_invalid_files=True, ignore_prefixes=["_", "."])
 
 
 def _present(schema: pa.Schema, columns: list[str] | None) -> list[str] | None:

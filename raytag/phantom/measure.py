@@ -32,9 +32,9 @@ import numpy as np
 
 from raytag.constants import PAD_SIZE
 from raytag.tracking.harmonics import (  # noqa: F401 - re-exported, the measurements' API
-    _check_fits,
-    _fft_padded,
+    check_fits,
     circular_difference,
+    fft_padded,
     find_first_harmonic_peaks,
     harmonic_phase_image,
     padded_spectrum,
@@ -123,7 +123,7 @@ def _window_mask(centres: np.ndarray, size: int, half_window: int) -> np.ndarray
 def _as_batch(frames: np.ndarray, centres: np.ndarray, size: int):
     """Spectra ``(..., size, size)`` and centres aligned to their batch axes."""
     frames = np.asarray(frames)
-    spec = _fft_padded(frames, size)
+    spec = fft_padded(frames, size)
     centres = np.asarray(centres, dtype=np.float64)
     if centres.ndim < 2 or centres.shape[-1] != 2:
         raise ValueError(f"peaks must be (..., P, 2), got shape {centres.shape}")
@@ -184,7 +184,7 @@ def dc_component(frames: np.ndarray, size: int = PAD_SIZE) -> np.ndarray:
     Zero-padding adds nothing to the sum, so ``size`` only checks that the frame fits.
     """
     frames = np.asarray(frames)
-    _check_fits(frames.shape[-2:], size)
+    check_fits(frames.shape[-2:], size)
     return np.abs(frames.astype(np.float64, copy=False).sum(axis=(-2, -1)))
 
 

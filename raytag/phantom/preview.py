@@ -30,6 +30,7 @@ from matplotlib.patches import Rectangle
 
 from raytag.constants import N_LANDMARKS, N_TRANSMURAL
 from raytag.geometry import roi_box
+from raytag.metrics import zoom_window
 
 __all__ = ["build_preview_figure", "render_preview"]
 
@@ -37,8 +38,6 @@ __all__ = ["build_preview_figure", "render_preview"]
 LANDMARK_CMAP = "cool"
 SPOKE0_COLOR = "#00ff00"
 BOX_COLOR = "yellow"
-#: The zoom window is the ROI box enlarged by this fraction of its size (half on each side).
-ZOOM_ENLARGE = 0.5
 PANEL_INCHES = 3.0
 DPI = 100
 
@@ -76,23 +75,6 @@ def _row_label(s: Mapping) -> str:
     if parts:
         label += "\nES " + ", ".join(parts)
     return label
-
-
-def _zoom_window(box: np.ndarray, pts: np.ndarray, shape_rc: tuple[int, int]):
-    """(xlo, xhi, ylo, yhi) in data coords: box enlarged, grown to hold ``pts``, clipped."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    gx, gy = 0.5 * ZOOM_ENLARGE * (x2 - x1), 0.5 * ZOOM_ENLARGE * (y2 - y1)
-    xlo, xhi, ylo, yhi = x1 - gx, x2 + gx, y1 - gy, y2 + gy
-    finite = pts[np.all(np.isfinite(pts), axis=-1)]
-    if finite.size:  # never hide a landmark of a shown frame
-        xlo, ylo = min(xlo, finite[:, 0].min() - 2.0), min(ylo, finite[:, 1].min() - 2.0)
-        xhi, yhi = max(xhi, finite[:, 0].max() + 2.0), max(yhi, finite[:, 1].max() + 2.0)
-    rows, cols = shape_rc
-    xlo, xhi = max(xlo, -0.5), min(xhi, cols - 0.5)
-    ylo, yhi = max(ylo, -0.5), min(yhi, rows - 0.5)
-    if not (xhi > xlo and yhi > ylo):  # degenerate: show the whole image
-        xlo, xhi, ylo, yhi = -0.5, cols - 0.5, -0.5, rows - 0.5
-    return xlo, xhi, ylo, yhi
 
 
 def build_preview_figure(
@@ -154,7 +136,7 @@ def build_preview_figure(
         vmin, vmax = np.percentile(stack.astype(np.float64), [1.0, 99.5])
         if not vmax > vmin:
             vmax = vmin + 1.0
-        window = _zoom_window(box, lms[ts].reshape(-1, 2), frames.shape[1:])
+        window = zoom_window(box, lms[ts].reshape(-1, 2), frames.shape[1:])
         label = str(s.get("label", f"slice {row}"))
         for col in range(n_cols):
             ax = axes[row, col]

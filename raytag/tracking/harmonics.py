@@ -32,6 +32,8 @@ from raytag.constants import PAD_SIZE
 from raytag.geometry import pad_offsets, pad_to_square
 
 __all__ = [
+    "check_fits",
+    "fft_padded",
     "padded_spectrum",
     "find_first_harmonic_peaks",
     "harmonic_phase_image",
@@ -40,19 +42,19 @@ __all__ = [
 ]
 
 
-def _check_fits(shape_rc: tuple[int, ...], size: int) -> None:
+def check_fits(shape_rc: tuple[int, ...], size: int) -> None:
     # pad_to_square would silently centre-crop a larger frame; a measurement must not
     # drop data (and HARP images could not be cropped back), so refuse instead.
     if shape_rc[0] > size or shape_rc[1] > size:
         raise ValueError(f"frame of shape {tuple(shape_rc)} does not fit a {size}x{size} pad")
 
 
-def _fft_padded(frames: np.ndarray, size: int) -> np.ndarray:
+def fft_padded(frames: np.ndarray, size: int) -> np.ndarray:
     """Unshifted FFT ``(..., size, size)`` complex128 of the centred zero-padded frames."""
     frames = np.asarray(frames)
     if frames.ndim < 2:
         raise ValueError(f"frames must be (..., rows, cols), got shape {frames.shape}")
-    _check_fits(frames.shape[-2:], size)
+    check_fits(frames.shape[-2:], size)
     padded, _ = pad_to_square(frames.astype(np.float64, copy=False), size)
     return np.fft.fft2(padded)
 
@@ -69,7 +71,7 @@ def padded_spectrum(frame: np.ndarray, size: int = PAD_SIZE) -> np.ndarray:
     bin ``(kx, ky)`` (module docstring), so DC is at ``[size//2, size//2]`` and equals the
     sum of the pixels. The padding offset only changes phases, never magnitudes.
     """
-    return np.fft.fftshift(_fft_padded(frame, size), axes=(-2, -1))
+    return np.fft.fftshift(fft_padded(frame, size), axes=(-2, -1))
 
 
 def _canonical(k: np.ndarray) -> np.ndarray:
@@ -137,7 +139,7 @@ def find_first_harmonic_peaks(
     frame = np.asarray(frame)
     if frame.ndim != 2:
         raise ValueError(f"frame must be (rows, cols), got shape {frame.shape}")
-    mag = np.abs(np.fft.fftshift(_fft_padded(frame, size)))
+    mag = np.abs(np.fft.fftshift(fft_padded(frame, size)))
     c = size // 2
     k = np.arange(size) - c
     ky, kx = np.meshgrid(k, k, indexing="ij")
@@ -217,7 +219,7 @@ def harmonic_phase_image(
     """
     frame = np.asarray(frame)
     rows, cols = frame.shape[-2:]
-    spec = _fft_padded(frame, size)
+    spec = fft_padded(frame, size)
     peak = np.asarray(peak, dtype=np.float64).reshape(2)
     if radius is None:
         radius = 0.5 * float(np.linalg.norm(peak))

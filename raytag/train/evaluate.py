@@ -18,8 +18,8 @@ from raytag import geometry
 from raytag.constants import SLICE_LABELS
 from raytag.io import storage
 from raytag.io.labelled import LabelledSlice, read_study_hdf5, read_synthetic_cohort
+from raytag.metrics import summarise
 from raytag.models.predictor import Predictor
-from raytag.train.metrics import summarise
 from raytag.train.split import split_participants
 
 __all__ = ["evaluate", "labelled_split", "predict_labelled"]

@@ -18,11 +18,11 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
+from raytag.metrics import summarise
 from raytag.models import CentreLocaliser, build_localiser, build_tracker, split_xy
 from raytag.models.checkpoint import save_checkpoint
 from raytag.models.loss import localiser_loss, tracker_loss
 from raytag.train.augment import augment_centre, augment_localiser, augment_tracker
-from raytag.train.metrics import summarise
 from raytag.train.schedules import localiser_lr, tracker_lr
 
 __all__ = ["train_loop_per_worker", "validate"]

@@ -1,7 +1,8 @@
-"""Validation and test metrics (numpy): ROI IoU, landmark RMSE in mm, ES strain agreement.
+"""Metrics (numpy only, the pure core): landmark RMSE in mm, ROI IoU, ES strain agreement,
+the summary of a prediction set, and the zoom window that figures show a slice through.
 
-Shared by the training loop, ``raytag evaluate`` and the shipped-weights card, so every
-number is computed one way.
+Shared by the training loop, ``raytag evaluate``, the benchmarks, the model card and the
+report, so every number is computed one way.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ import numpy as np
 from raytag import geometry
 from raytag.strain import compute_strains
 
-__all__ = ["landmark_rmse_mm", "strain_agreement", "summarise"]
+__all__ = ["landmark_rmse_mm", "box_iou", "strain_agreement", "summarise", "zoom_window",
+           "ZOOM_ENLARGE"]
+
+box_iou = geometry.box_iou
+
+#: Figures zoom to the ROI box enlarged by this fraction of its size (on both sides).
+ZOOM_ENLARGE = 0.5
 
 
 def landmark_rmse_mm(pred_mm: np.ndarray, true_mm: np.ndarray, frame: np.ndarray) -> np.ndarray:
@@ -70,3 +77,20 @@ def summarise(pred_mm, true_mm, valid, es_frame, pred_box=None, true_box=None) -
         out["iou_mean"], out["iou_sd"] = float(np.mean(iou)), float(np.std(iou))
         out["iou_min"] = float(np.min(iou))
     return out
+
+
+def zoom_window(box: np.ndarray, pts: np.ndarray, shape_rc: tuple[int, int]):
+    """(xlo, xhi, ylo, yhi) in data coords: box enlarged, grown to hold ``pts``, clipped."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    gx, gy = 0.5 * ZOOM_ENLARGE * (x2 - x1), 0.5 * ZOOM_ENLARGE * (y2 - y1)
+    xlo, xhi, ylo, yhi = x1 - gx, x2 + gx, y1 - gy, y2 + gy
+    finite = pts[np.all(np.isfinite(pts), axis=-1)]
+    if finite.size:  # never hide a landmark of a shown frame
+        xlo, ylo = min(xlo, finite[:, 0].min() - 2.0), min(ylo, finite[:, 1].min() - 2.0)
+        xhi, yhi = max(xhi, finite[:, 0].max() + 2.0), max(yhi, finite[:, 1].max() + 2.0)
+    rows, cols = shape_rc
+    xlo, xhi = max(xlo, -0.5), min(xhi, cols - 0.5)
+    ylo, yhi = max(ylo, -0.5), min(yhi, rows - 0.5)
+    if not (xhi > xlo and yhi > ylo):  # degenerate: show the whole image
+        xlo, xhi, ylo, yhi = -0.5, cols - 0.5, -0.5, rows - 0.5
+    return xlo, xhi, ylo, yhi
