@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zipfile
 
@@ -463,3 +464,46 @@ def test_tie_break_complete_series_before_any_number():
     recs = by_slice(read_participant(participant_zip(EID, [spec(1), incomplete, complete,
                                                            spec(3)])))
     assert recs[2].ok and recs[2].frames[0, 0, 2] == 4 and recs[2].n_frames == 20
+
+
+def test_fast_header_path_equals_pydicoms():
+    """Every member of a zip with every quirk: the fast parser gives pydicom's header."""
+    from raytag.io import fastdicom
+    from raytag.io.dicom import read_header
+    from raytag.io.safezip import SafeZip
+
+    name, data = participant_zip(EID, [spec(1), spec(2, 19, series_number=30,
+                                                      cardiac_number_of_images=20),
+                                       spec(2), spec(3)])
+    zf = SafeZip(data)
+    compared = 0
+    for member in zf.names:
+        if not member.endswith(".dcm"):
+            continue
+        raw = zf.read(member)
+        fast, slow = fastdicom.parse_header(member, raw[:4096]), read_header(member, raw)
+        assert fast is not None and slow is not None
+        for field in ("series_uid", "series_description", "series_number",
+                      "acquisition_time", "instance_number", "trigger_time_ms",
+                      "cardiac_number_of_images", "rows", "cols", "pixel_spacing_mm",
+                      "transfer_syntax", "problem"):
+            assert getattr(fast, field) == getattr(slow, field), (field, member)
+        assert fast.position_mm == pytest.approx(slow.position_mm, abs=1e-9)
+        np.testing.assert_array_equal(fastdicom.pixels(fast, raw),
+                                      pydicom.dcmread(io.BytesIO(raw)).pixel_array)
+        compared += 1
+    assert compared == 20 * 3 + 19
+
+
+def test_fast_path_declines_what_it_does_not_handle():
+    from raytag.io import fastdicom
+
+    named = participant_datasets(EID, [spec(1)])
+    ds = named[0][1]
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    assert fastdicom.parse_header("x.dcm", dataset_bytes(ds)) is None
+    assert fastdicom.parse_header("x.dcm", b"not dicom at all" * 20) is None
+    # and the reader still reads a zip holding it, through pydicom
+    others = participant_datasets(EID, [spec(2), spec(3)])
+    recs = by_slice(read_participant((zip_name(EID), assemble_zip(named + others))))
+    assert recs[1].ok and recs[1].frames[0, 0, 0] == 0

@@ -21,7 +21,7 @@ from raytag.constants import MAX_MATRIX_SIZE, MAX_MEMBER_BYTES
 from raytag.failures import Reason
 from raytag.io.errors import IngestError
 
-__all__ = ["FrameHeader", "read_header", "decode_frame"]
+__all__ = ["FrameHeader", "read_header", "decode_frame", "header_problem", "check_deflate"]
 
 _MR_IMAGE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.4",  # MR Image Storage
@@ -52,6 +52,12 @@ class FrameHeader:
     transfer_syntax: str
     problem: str | None = None
     problem_reason: Reason | None = None
+    # where the pixels are in the file, when the fast path parsed it (raytag.io.fastdicom)
+    pixel_offset: int | None = None
+    pixel_length: int | None = None
+    bits_allocated: int = 16
+    signed: bool = False
+    samples: int = 1
 
 
 def _int_or_none(value) -> int | None:
@@ -111,21 +117,8 @@ def read_header(member: str, data: bytes) -> FrameHeader | None:
         spacing = (float(ps[0]), float(ps[1]))
     except (AttributeError, TypeError, ValueError, IndexError):
         pass
-    problem, why = None, None
-    if modality != "MR":
-        problem, why = f"not an MR image (Modality {modality or 'missing'!r})", Reason.NOT_AN_IMAGE
-    elif sop and sop not in _MR_IMAGE_SOP_CLASSES:
-        problem, why = f"not an MR image storage object (SOP class {sop})", Reason.NOT_AN_IMAGE
-    elif rows <= 0 or cols <= 0:
-        problem, why = "no image matrix in the header (Rows/Columns missing)", Reason.NOT_AN_IMAGE
-    elif rows > MAX_MATRIX_SIZE or cols > MAX_MATRIX_SIZE:
-        problem = f"declared matrix {rows}x{cols} exceeds the limit {MAX_MATRIX_SIZE}"
-        why = Reason.OVER_LIMITS
-    elif _int_or_none(getattr(ds, "NumberOfFrames", 1)) not in (None, 1):
-        problem = "multi-frame DICOM objects are not supported (expected one file per frame)"
-        why = Reason.BAD_HEADER
-    elif spacing is None or not all(np.isfinite(spacing)) or min(spacing) <= 0:
-        problem, why = "PixelSpacing missing or invalid", Reason.BAD_HEADER
+    problem, why = header_problem(modality, sop, rows, cols,
+                                  _int_or_none(getattr(ds, "NumberOfFrames", 1)), spacing)
     meta = getattr(ds, "file_meta", None)
     tsyntax = str(getattr(meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2")
     return FrameHeader(
@@ -171,6 +164,30 @@ def check_deflate(data: bytes, limit: int = MAX_MEMBER_BYTES) -> None:
     if len(out) > limit or inflater.unconsumed_tail:
         raise IngestError(f"deflated dataset inflates past the limit of {limit} bytes",
                           Reason.OVER_LIMITS)
+
+
+def header_problem(modality: str, sop: str, rows: int, cols: int, frames,
+                   spacing) -> tuple[str | None, Reason | None]:
+    """Why a tagging-series member is unusable (and its reason), or (None, None).
+
+    The one set of rules of both header parsers (this module and
+    :mod:`raytag.io.fastdicom`)."""
+    if modality != "MR":
+        return f"not an MR image (Modality {modality[:40] or 'missing'!r})", \
+            Reason.NOT_AN_IMAGE
+    if sop and sop not in _MR_IMAGE_SOP_CLASSES:
+        return f"not an MR image storage object (SOP class {sop[:64]})", Reason.NOT_AN_IMAGE
+    if rows <= 0 or cols <= 0:
+        return "no image matrix in the header (Rows/Columns missing)", Reason.NOT_AN_IMAGE
+    if rows > MAX_MATRIX_SIZE or cols > MAX_MATRIX_SIZE:
+        return (f"declared matrix {rows}x{cols} exceeds the limit {MAX_MATRIX_SIZE}",
+                Reason.OVER_LIMITS)
+    if frames not in (None, 1):
+        return ("multi-frame DICOM objects are not supported (expected one file per frame)",
+                Reason.BAD_HEADER)
+    if spacing is None or not all(np.isfinite(spacing)) or min(spacing) <= 0:
+        return "PixelSpacing missing or invalid", Reason.BAD_HEADER
+    return None, None
 
 
 def _check_decoder(tsyntax: str) -> None:
