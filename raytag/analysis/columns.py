@@ -181,7 +181,10 @@ def list_column(col, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.diff(offsets)
     lengths = np.where(col.is_null().to_numpy(zero_copy_only=False), 0, lengths)
     width = int(lengths.max(initial=0)) if width is None else width
-    flat = pc.fill_null(col.values, math.nan).to_numpy(zero_copy_only=False).astype(
+    # .values is the whole buffer under a sliced array (a batch of a bigger chunk): take
+    # only this array's span of it
+    span = col.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    flat = pc.fill_null(span, math.nan).to_numpy(zero_copy_only=False).astype(
         np.float64, copy=False)
     out = np.full((len(col), width), math.nan)
     ok = lengths == width
@@ -218,7 +221,7 @@ def _rows(batch: pa.Table, slices: Slices) -> np.ndarray:
 
 
 def landmark_metrics(pairs: Pairs, results: Slices, reference: Slices,
-                     batch_rows: int = 1024) -> None:
+                     batch_rows: int = 256) -> None:
     """Fill ``pairs.rmse_ed``/``rmse_es``/``iou``; where the reference has no ES strains,
     compute them from its landmarks (in mm, at its ``es_frame``) with the one strain
     implementation. Streams both tables in batches; keeps per paired reference slice its

@@ -51,9 +51,21 @@ def iter_results(uri: str, columns: list[str], batch_rows: int = 1024):
     dataset = results_dataset(uri)
     if dataset is None:
         return
-    present = _present(dataset.schema, columns)
-    for batch in dataset.to_batches(columns=present, batch_size=batch_rows):
-        yield _conform(pa.Table.from_batches([batch]), columns)
+    # File by file, row group by row group, one thread: the dataset scanner's read-ahead
+    # and pre-buffering hold more than a GB of landmarks at once.
+    import pyarrow.parquet as pq
+
+    for fragment in dataset.get_fragments():
+        fixed = pads.get_partition_keys(fragment.partition_expression) or {}
+        pf = pq.ParquetFile(fragment.path, filesystem=dataset.filesystem, pre_buffer=False)
+        names = set(pf.schema_arrow.names)
+        wanted = [c for c in columns if c in names]
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=False):
+            table = pa.Table.from_batches([batch])
+            for c, v in fixed.items():
+                if c in columns and c not in names:
+                    table = table.append_column(c, pa.array([v] * table.num_rows))
+            yield _conform(table, columns)
 
 
 def results_dataset(uri: str) -> pads.Dataset | None:
