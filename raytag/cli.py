@@ -77,7 +77,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from raytag.pipeline.cluster import ensure_ray
     from raytag.train.driver import KINDS, clean_run, prepare_datasets, train_network
 
-    kinds = KINDS if args.kind == "both" else (args.kind,)
+    kinds = {"both": ("localiser", "tracker"), "all": KINDS}.get(args.kind, (args.kind,))
     ensure_ray(num_cpus=args.cpus)
     datasets = prepare_datasets(args.data, seed=args.seed, limit=args.limit)
     counts = {k: v.count() for k, v in datasets.items()}
@@ -86,7 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for kind in kinds:
         if args.fresh:
             clean_run(args.storage, args.name, kind)
-        epochs = args.epochs or (40 if kind == "localiser" else 60)
+        epochs = args.epochs or {"localiser": 40, "tracker": 60, "ed": 40}[kind]
         lr = args.tracker_lr if kind == "tracker" else args.localiser_lr
         results.append(train_network(
             kind, datasets, args.storage, args.name, preset=args.preset, workers=args.workers,
@@ -239,7 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Rerunning the same --name/--storage resumes from the latest checkpoint.")
     train.add_argument("--data", required=True,
                        help="raytag synth cohort (folder or s3://) or study HDF5 file")
-    train.add_argument("--kind", choices=("both", "localiser", "tracker"), default="both")
+    train.add_argument("--kind", choices=("both", "all", "localiser", "tracker", "ed"),
+                       default="both",
+                       help="network(s) to train: both = localiser and tracker, all = also "
+                       "the ED-geometry network (default both)")
     train.add_argument("--preset", default="lite")
     train.add_argument("--workers", type=int, default=2, help="DDP workers (1 CPU/GPU each)")
     train.add_argument("--cpus", type=int, default=None, help="CPUs for a local Ray")

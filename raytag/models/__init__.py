@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from raytag.models.networks import (
     CentreLocaliser,
+    EDNet,
     Localiser,
     Tracker,
     count_parameters,
@@ -18,6 +19,7 @@ from raytag.models.presets import (
     CentreLocaliserConfig,
     LocaliserConfig,
     TrackerConfig,
+    ed_config,
     preset_configs,
 )
 
@@ -26,6 +28,8 @@ __all__ = [
     "build_tracker",
     "Localiser",
     "CentreLocaliser",
+    "EDNet",
+    "build_ed",
     "CentreLocaliserConfig",
     "Tracker",
     "LocaliserConfig",
@@ -42,6 +46,11 @@ def build_localiser(preset: str = "paper") -> Localiser | CentreLocaliser:
     preset's config says."""
     config = preset_configs(preset)[0]
     return (CentreLocaliser if config.arch == "centre" else Localiser)(config)
+
+
+def build_ed(preset: str = "lite") -> EDNet:
+    """The ED-geometry network of a preset, freshly initialised."""
+    return EDNet(ed_config(preset))
 
 
 def build_tracker(preset: str = "paper") -> Tracker:

@@ -21,16 +21,22 @@ from torch import nn
 
 from raytag import __version__
 from raytag.io import storage
-from raytag.models.networks import CentreLocaliser, Localiser, Tracker
+from raytag.models.networks import CentreLocaliser, EDNet, Localiser, Tracker
 from raytag.models.normalise import NORMALISATION
-from raytag.models.presets import CentreLocaliserConfig, LocaliserConfig, TrackerConfig
+from raytag.models.presets import (
+    CentreLocaliserConfig,
+    EDConfig,
+    LocaliserConfig,
+    TrackerConfig,
+)
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
            "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "raytag.checkpoint"
 FORMAT_VERSION = 1
-_KINDS = {"localiser": (Localiser, LocaliserConfig), "tracker": (Tracker, TrackerConfig)}
+_KINDS = {"localiser": (Localiser, LocaliserConfig), "tracker": (Tracker, TrackerConfig),
+          "ed": (EDNet, EDConfig)}
 #: Localiser architectures by the ``arch`` of their stored config (absent = regression).
 _LOCALISER_ARCHS = {"regression": (Localiser, LocaliserConfig),
                     "centre": (CentreLocaliser, CentreLocaliserConfig)}

@@ -12,9 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raytag.models.presets import CentreLocaliserConfig, LocaliserConfig, TrackerConfig
+from raytag.models.presets import (
+    CentreLocaliserConfig,
+    EDConfig,
+    LocaliserConfig,
+    TrackerConfig,
+)
 
-__all__ = ["Localiser", "CentreLocaliser", "Tracker", "split_xy", "count_parameters",
+__all__ = ["Localiser", "CentreLocaliser", "Tracker", "EDNet", "split_xy", "count_parameters",
            "template_landmarks", "localiser_inputs", "centre_targets"]
 
 
@@ -234,6 +239,39 @@ class Tracker(nn.Module):
         feats = self.frame_fc(self.cnn(crops.reshape(b * t, 1, h, w))).reshape(b, t, -1)
         seq, _ = self.lstm(feats)
         return self.head(seq) * self.config.input_size
+
+
+class EDNet(nn.Module):
+    """ED landmarks from a slice's crops (beyond the paper; see
+    :class:`~raytag.models.presets.EDConfig`).
+
+    ``forward``: ``(B, 3, S, S)`` from :func:`localiser_inputs` of the crops ->
+    ``(B, 2 * 168)`` (all x, then all y; crop pixels), starting at a template ring.
+    :meth:`locate` takes the normalised crops ``(B, T, S, S)`` and their validity.
+    """
+
+    def __init__(self, config: EDConfig | None = None):
+        super().__init__()
+        config = config or EDConfig()
+        self.config = config
+        ch = config.channels
+        layers = [_conv(3, ch[0])]
+        for i in range(len(ch) - 1):
+            layers += [_conv(ch[i], ch[i + 1], stride=2), _conv(ch[i + 1], ch[i + 1])]
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(ch[-1] * 16, config.fc), nn.ReLU(inplace=True),
+                                  nn.Linear(config.fc, 2 * config.n_landmarks))
+        with torch.no_grad():
+            self.head[-1].weight.mul_(0.1)
+            self.head[-1].bias.copy_(template_landmarks(config.n_landmarks))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)) * self.config.input_size
+
+    def locate(self, crops: torch.Tensor, frame_valid: torch.Tensor) -> torch.Tensor:
+        """``(B, T, S, S)`` crops -> ED landmarks ``(B, 168, 2)`` in crop pixels."""
+        x = localiser_inputs(crops, frame_valid, self.config.input_size)
+        return split_xy(self(x), self.config.n_landmarks)
 
 
 def template_landmarks(n_landmarks: int = 168, septum_deg: float = 143.0) -> torch.Tensor:

@@ -29,7 +29,7 @@ from raytag.train.split import split_participants
 
 __all__ = ["prepare_datasets", "train_network", "KINDS"]
 
-KINDS = ("localiser", "tracker")
+KINDS = ("localiser", "tracker", "ed")
 
 
 class _PrepareSynthetic:

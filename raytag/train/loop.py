@@ -19,9 +19,10 @@ import torch
 import torch.distributed as dist
 
 from raytag.metrics import summarise
-from raytag.models import CentreLocaliser, build_localiser, build_tracker, split_xy
+from raytag.models import CentreLocaliser, build_ed, build_localiser, build_tracker, split_xy
 from raytag.models.checkpoint import save_checkpoint
 from raytag.models.loss import localiser_loss, tracker_loss
+from raytag.models.networks import localiser_inputs
 from raytag.train.augment import augment_centre, augment_localiser, augment_tracker
 from raytag.train.schedules import localiser_lr, tracker_lr
 
@@ -58,6 +59,12 @@ def validate(kind: str, model: torch.nn.Module, batches, device) -> dict:
                 b = _batch(raw, ("ed", "box"), device)
                 boxes_p.append(model(b["ed"].float()[:, None]).float().cpu().numpy())
                 boxes_t.append(b["box"].cpu().numpy())
+            elif kind == "ed":
+                b = _batch(raw, ("crops", "points", "valid", "mm_per_crop_px"), device)
+                ed = model.locate(b["crops"].float(), b["valid"]).float()
+                s = b["mm_per_crop_px"].float()[:, None, :]
+                d = ((ed - b["points"][:, 0].float()) * s).cpu().numpy()
+                preds.append(np.sqrt(np.mean(np.sum(d**2, axis=-1), axis=-1)))
             else:
                 b = _batch(raw, ("crops", "points", "valid", "mm_per_crop_px", "es_frame"), device)
                 flat = model(b["crops"].float())
@@ -72,6 +79,10 @@ def validate(kind: str, model: torch.nn.Module, batches, device) -> dict:
         iou = geometry.box_iou(np.concatenate(boxes_p), np.concatenate(boxes_t))
         return {"iou_mean": float(iou.mean()), "iou_min": float(iou.min()),
                 "val_score": float(iou.mean())}
+    if kind == "ed":
+        rmse = np.concatenate(preds)
+        return {"rmse_ed_mm_mean": float(rmse.mean()), "rmse_ed_mm_median":
+                float(np.median(rmse)), "val_score": -float(rmse.mean())}
     s = np.concatenate(scale)[:, None, None, :]
     metrics = summarise(np.concatenate(preds) * s, np.concatenate(trues) * s,
                         np.concatenate(valid), np.concatenate(es))
@@ -116,8 +127,9 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(config.get("seed", 0) + rank)
     gen = torch.Generator().manual_seed(config.get("seed", 0) * 1000 + rank)
-    model = (build_localiser if kind == "localiser" else build_tracker)(config["preset"])
-    schedule = localiser_lr if kind == "localiser" else tracker_lr
+    model = {"localiser": build_localiser, "tracker": build_tracker,
+             "ed": build_ed}[kind](config["preset"])
+    schedule = tracker_lr if kind == "tracker" else localiser_lr
     base_lr = config.get("lr") or (1e-3 if kind == "localiser" else 1e-4)
     optimiser = torch.optim.Adam(model.parameters(), lr=schedule(1, base_lr))
     start, best, stale, history = 1, -float("inf"), 0, []
@@ -158,6 +170,14 @@ def train_loop_per_worker(config: dict) -> None:
                 if augment is not False:
                     x, box = augment_centre(x, b["ed_points"].float(), gen, augment)
                 loss = _unwrap(model).loss(model(x.to(device)), box.to(device))
+            elif kind == "ed":
+                b = _batch(raw, ("crops", "points", "valid"), "cpu")
+                crops, pts, valid = b["crops"].float(), b["points"].float(), b["valid"]
+                if augment is not False:
+                    crops, pts, valid = augment_tracker(crops, pts, valid, gen, augment)
+                x = localiser_inputs(crops, valid, crops.shape[-1])
+                pred = split_xy(model(x.to(device)), 168)
+                loss = ((pred - pts[:, 0].to(device)) ** 2).sum(dim=-1).mean()
             elif kind == "localiser":
                 b = _batch(raw, ("ed", "box"), "cpu")
                 ed, box = b["ed"].float()[:, None], b["box"].float()
