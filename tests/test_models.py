@@ -392,3 +392,44 @@ def test_regression_checkpoints_still_load(tmp_path):
     x = torch.rand(1, 20, 256, 256)
     valid = torch.ones(1, 20, dtype=torch.bool)
     torch.testing.assert_close(ck.model.locate(x, valid), old(x[:, :1]))
+
+
+class _OracleED(nn.Module):
+    """An ED-geometry network that answers fixed crop-pixel landmarks ``(168, 2)``."""
+
+    def __init__(self, crop_points):
+        super().__init__()
+        self.register_buffer("pts", torch.as_tensor(crop_points, dtype=torch.float32))
+
+    def locate(self, crops, frame_valid):
+        return self.pts[None].expand(crops.shape[0], -1, -1)
+
+
+def test_ed_network_gives_harps_start_and_the_refined_box(synthetic):
+    """With an ED-geometry network: its landmarks come back in original pixels
+    (``ed_px``), the refinement re-crops on *its* landmarks (not the tracker's frame 0),
+    and HARP starts from them."""
+    records, gp = synthetic
+    rec, truth = records[0], gp.images[0]["landmarks"]
+    (r_off, c_off) = geometry.pad_offsets(rec.shape)
+    shift = np.array([c_off, r_off], dtype=float)
+    true_box = geometry.roi_box(truth[0] + shift)[None]
+    # the localiser is off (box 20% too large); the ED network, on that crop, is exact
+    cx, cy = (true_box[0, 0] + true_box[0, 2]) / 2, (true_box[0, 1] + true_box[0, 3]) / 2
+    big = np.array([[cx, cy, cx, cy]]) + 1.2 * (true_box - np.array([[cx, cy, cx, cy]]))
+    ed_crop = geometry.points_to_crop((truth[0] + shift)[None, None], big)[0, 0]
+    crop = np.nan_to_num(geometry.points_to_crop((truth + shift)[None], true_box))
+    wrong = 64 + 0.5 * (crop - 64)  # a tracker whose rings are half size
+    pred = Predictor(_OracleLocaliser(big), _OracleTracker(wrong), device="cpu",
+                     refine_passes=1, ed_net=_OracleED(ed_crop), tracking="harp")
+    net = pred.predict_network([rec])
+    # refined on the ED network's exact landmarks: the truth box (not the tracker's)
+    np.testing.assert_allclose(net.bbox_px + np.concatenate([shift, shift]), true_box,
+                               atol=1e-3)
+    # after the re-crop the oracle answers in the new crop's coordinates: stay exact by
+    # comparing with where those crop points land in the refined box
+    np.testing.assert_allclose(net.ed_px[0], geometry.points_from_crop(
+        ed_crop[None, None], true_box)[0, 0] - shift, atol=1e-3)
+    out = pred.predict([rec])
+    assert out.measurements[0].tracker == "harp"
+    np.testing.assert_allclose(out.landmarks_px[0, 0], net.ed_px[0])  # HARP's start

@@ -107,7 +107,7 @@ class _OraclePredictor:
 
     def predict_padded(self, padded, valid, boxes=None):
         out = [self.answers[_digest(frames)] for frames in padded]
-        return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
+        return np.stack([o[0] for o in out]), np.stack([o[1] for o in out]), None
 
 
 def _digest(frames: np.ndarray) -> str:

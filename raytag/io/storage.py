@@ -39,6 +39,7 @@ __all__ = [
     "list_files",
     "list_file_infos",
     "file_info",
+    "exists",
     "FileInfo",
     "retrying",
     "join",
@@ -264,6 +265,16 @@ def join(base: str, *parts: str) -> str:
 def basename(uri: str) -> str:
     """The last path component of a URI or path."""
     return str(uri).rstrip("/").rsplit("/", 1)[-1]
+
+
+def exists(uri: str | os.PathLike) -> bool:
+    """Whether ``uri`` is an existing file (transient errors retried, others raised)."""
+    sp = resolve(uri)
+    try:
+        info = retrying(lambda: sp.filesystem.get_file_info(sp.path))
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{sp.uri}: cannot stat: {exc}") from exc
+    return info.type == pafs.FileType.File
 
 
 def file_info(uri: str | os.PathLike) -> FileInfo:

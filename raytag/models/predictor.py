@@ -29,7 +29,7 @@ from raytag import __version__, geometry
 from raytag.constants import CROP_SIZE, N_FRAMES, PAD_SIZE
 from raytag.io.records import SliceRecord
 from raytag.models.checkpoint import Checkpoint, load_checkpoint
-from raytag.models.networks import CentreLocaliser, Localiser, Tracker, split_xy
+from raytag.models.networks import CentreLocaliser, EDNet, Localiser, Tracker, split_xy
 from raytag.models.normalise import NORMALISATION, normalise_cines
 from raytag.strain import compute_strains
 from raytag.tracking.measure import TRACKERS, SliceMeasurement, measure_slice
@@ -42,12 +42,14 @@ MIN_BOX_PX = 16.0
 
 @dataclass
 class NetworkOutput:
-    """The networks' part for B slices: ``bbox_px`` ``(B, 4)`` and ``landmarks_px``
-    ``(B, T, 168, 2)`` in original pixels (NaN on invalid frames)."""
+    """The networks' part for B slices: ``bbox_px`` ``(B, 4)``, ``landmarks_px``
+    ``(B, T, 168, 2)`` (NaN on invalid frames) and, with an ED-geometry network,
+    ``ed_px`` ``(B, 168, 2)``, in original pixels."""
 
     bbox_px: np.ndarray
     landmarks_px: np.ndarray
     model_version: str
+    ed_px: np.ndarray | None = None
 
 
 @dataclass
@@ -80,8 +82,9 @@ def finish_prediction(records: Sequence[SliceRecord], net: NetworkOutput,
         strains = compute_strains(geometry.px_to_mm(net.landmarks_px, spacing),
                                   frame_valid=valid)
         return Prediction(net.bbox_px, net.landmarks_px, strains, net.model_version)
-    ms = [measure_slice(r.frames, r.frame_valid, r.pixel_spacing_mm, pts, tracking)
-          for r, pts in zip(records, net.landmarks_px, strict=True)]
+    eds = net.ed_px if net.ed_px is not None else [None] * len(records)
+    ms = [measure_slice(r.frames, r.frame_valid, r.pixel_spacing_mm, pts, tracking, ed)
+          for r, pts, ed in zip(records, net.landmarks_px, eds, strict=True)]
     strains = {k: np.stack([np.asarray(m.strains[k]) for m in ms]) for k in ms[0].strains}
     return Prediction(net.bbox_px, np.stack([m.landmarks_px for m in ms]), strains,
                       f"{net.model_version} tracker={tracking}", ms)
@@ -119,6 +122,7 @@ class Predictor:
         amp: torch.dtype | None = torch.bfloat16,
         refine_passes: int = 0,
         tracking: str | None = "network",
+        ed_net: EDNet | None = None,
     ):
         if refine_passes < 0:
             raise ValueError("refine_passes must be >= 0")
@@ -129,6 +133,7 @@ class Predictor:
         self.device = torch.device(device) if device is not None else _default_device()
         self.localiser = localiser.eval().to(self.device)
         self.tracker = tracker.eval().to(self.device)
+        self.ed_net = ed_net.eval().to(self.device) if ed_net is not None else None
         self.normalisation = dict(normalisation)
         self.model_version = model_version
         self.amp = amp if self.device.type == "cuda" else None
@@ -139,66 +144,83 @@ class Predictor:
     def from_checkpoints(cls, localiser_uri: str, tracker_uri: str, device=None,
                          amp: torch.dtype | None = torch.bfloat16,
                          refine_passes: int = 0,
-                         tracking: str | None = "network") -> Predictor:
+                         tracking: str | None = "network",
+                         ed_uri: str | None = None) -> Predictor:
         loc: Checkpoint = load_checkpoint(localiser_uri, kind="localiser")
         trk: Checkpoint = load_checkpoint(tracker_uri, kind="tracker")
-        if loc.normalisation != trk.normalisation:
-            raise ValueError(
-                f"checkpoints disagree on normalisation: {loc.normalisation} vs "
-                f"{trk.normalisation}")
+        ed = load_checkpoint(ed_uri, kind="ed") if ed_uri else None
+        for other in (loc, ed):
+            if other is not None and other.normalisation != trk.normalisation:
+                raise ValueError(
+                    f"checkpoints disagree on normalisation: {other.normalisation} vs "
+                    f"{trk.normalisation}")
         version = f"raytag-{__version__} {loc.version} {trk.version}"
+        if ed is not None:
+            version += f" {ed.version}"
         if refine_passes:
             version += f" refine{refine_passes}"
         return cls(loc.model, trk.model, trk.normalisation, version, device, amp,
-                   refine_passes, tracking)
+                   refine_passes, tracking, ed.model if ed is not None else None)
 
     # -- the batched core ---------------------------------------------------------------
 
     def predict_padded(
         self, padded: np.ndarray, frame_valid: np.ndarray, boxes: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(B, T, 256, 256)`` frames + ``(B, T)`` validity -> padded-space boxes and landmarks.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(B, T, 256, 256)`` frames + ``(B, T)`` validity -> padded-space boxes, landmarks
+        and (with an ED-geometry network) ED landmarks.
 
-        Returns ``boxes`` ``(B, 4)`` and ``landmarks`` ``(B, T, 168, 2)`` float64, both in
-        padded pixels; landmarks of invalid frames are NaN. Given ``boxes`` (padded px),
-        the localiser and the refinement passes are skipped (e.g. to measure the tracker on
-        truth boxes, localisation out of the loop).
+        Returns ``boxes`` ``(B, 4)``, ``landmarks`` ``(B, T, 168, 2)`` float64 (NaN on
+        invalid frames) and ``ed`` ``(B, 168, 2)`` or None, all in padded pixels. Given
+        ``boxes`` (padded px), the localiser and the refinement passes are skipped (e.g. to
+        measure the tracker on truth boxes, localisation out of the loop). The refinement
+        re-crops on the ED-geometry network's landmarks when there is one (it is the one
+        trained to find the ED myocardium), else on the tracker's frame 0.
         """
-        b, t = padded.shape[:2]
-        valid = torch.as_tensor(np.asarray(frame_valid, dtype=bool), device=self.device)
+        valid_np = np.asarray(frame_valid, dtype=bool)
+        valid = torch.as_tensor(valid_np, device=self.device)
         frames = torch.as_tensor(np.ascontiguousarray(padded), device=self.device)
         x = normalise_cines(frames, valid, self.normalisation)
-        if boxes is not None:
-            points = self._track(x, np.asarray(boxes, dtype=np.float64))
-            points[~np.asarray(frame_valid, dtype=bool)] = np.nan
-            return np.asarray(boxes, dtype=np.float64), points
-        with torch.inference_mode(), self._autocast():
-            boxes = self.localiser.locate(x, valid).float().cpu().numpy().astype(np.float64)
-        boxes = _sanitise_boxes(boxes)
-        points = self._track(x, boxes)
-        for _ in range(self.refine_passes):
-            refined = geometry.roi_box(points[:, 0])
-            # keep the previous box where the ED landmarks give none (NaN or collapsed)
-            ok = np.isfinite(refined).all(axis=1) & (refined[:, 2] - refined[:, 0] > 1) \
-                & (refined[:, 3] - refined[:, 1] > 1)
-            if not ok.any():
-                break
-            boxes = _sanitise_boxes(np.where(ok[:, None], refined, boxes))
-            points = np.where(ok[:, None, None, None], self._track(x, boxes), points)
-        points[~np.asarray(frame_valid, dtype=bool)] = np.nan
-        return boxes, points
+        if boxes is None:
+            with torch.inference_mode(), self._autocast():
+                boxes = self.localiser.locate(x, valid).float().cpu().numpy()
+            boxes = _sanitise_boxes(boxes.astype(np.float64))
+            points, ed = self._track(x, valid, boxes)
+            for _ in range(self.refine_passes):
+                refined = geometry.roi_box(ed if ed is not None else points[:, 0])
+                # keep the previous box where the ED landmarks give none (NaN or collapsed)
+                ok = np.isfinite(refined).all(axis=1) & (refined[:, 2] - refined[:, 0] > 1) \
+                    & (refined[:, 3] - refined[:, 1] > 1)
+                if not ok.any():
+                    break
+                boxes = _sanitise_boxes(np.where(ok[:, None], refined, boxes))
+                new_points, new_ed = self._track(x, valid, boxes)
+                points = np.where(ok[:, None, None, None], new_points, points)
+                if ed is not None:
+                    ed = np.where(ok[:, None, None], new_ed, ed)
+        else:
+            boxes = np.asarray(boxes, dtype=np.float64)
+            points, ed = self._track(x, valid, boxes)
+        points[~valid_np] = np.nan
+        return boxes, points, ed
 
-    def _track(self, x: torch.Tensor, boxes: np.ndarray) -> np.ndarray:
+    def _track(self, x: torch.Tensor, valid: torch.Tensor, boxes: np.ndarray):
         """Normalised padded cines ``(B, T, 256, 256)`` + padded boxes ``(B, 4)`` -> tracked
-        landmarks ``(B, T, 168, 2)`` float64 in padded pixels (all frames)."""
+        landmarks ``(B, T, 168, 2)`` and ED-network landmarks ``(B, 168, 2)`` (or None),
+        float64 in padded pixels."""
         wy, wx = geometry.crop_weights(boxes, PAD_SIZE, PAD_SIZE, CROP_SIZE)
         wy_t = torch.as_tensor(wy, device=self.device)
         wx_t = torch.as_tensor(wx, device=self.device)
         with torch.inference_mode(), self._autocast():
             crops = torch.einsum("bih,bthw,bjw->btij", wy_t, x, wx_t)
             flat = self.tracker(crops)
+            ed = self.ed_net.locate(crops, valid) if self.ed_net is not None else None
         crop_pts = split_xy(flat.float(), self.tracker.config.n_landmarks).cpu().numpy()
-        return geometry.points_from_crop(crop_pts.astype(np.float64), boxes, CROP_SIZE)
+        points = geometry.points_from_crop(crop_pts.astype(np.float64), boxes, CROP_SIZE)
+        if ed is not None:
+            ed = geometry.points_from_crop(ed.float().cpu().numpy().astype(np.float64)[:, None],
+                                           boxes, CROP_SIZE)[:, 0]
+        return points, ed
 
     def _autocast(self):
         if self.amp is None:
@@ -223,10 +245,11 @@ class Predictor:
         offs = np.asarray(offsets, dtype=np.float64)  # (B, 2) = (row_off, col_off)
         shift = np.stack([offs[:, 1], offs[:, 0]], axis=-1)  # (x, y)
         shift4 = np.concatenate([shift, shift], axis=-1)
-        boxes, points = self.predict_padded(np.stack(padded), valid,
-                                            None if boxes is None else boxes + shift4)
+        boxes, points, ed = self.predict_padded(np.stack(padded), valid,
+                                                None if boxes is None else boxes + shift4)
         bbox = boxes - shift4
-        return NetworkOutput(bbox, points - shift[:, None, None, :], self.model_version)
+        return NetworkOutput(bbox, points - shift[:, None, None, :], self.model_version,
+                             None if ed is None else ed - shift[:, None, :])
 
     def predict(self, records: Sequence[SliceRecord],
                 boxes: np.ndarray | None = None) -> Prediction:

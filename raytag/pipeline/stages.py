@@ -3,9 +3,10 @@
 1. :func:`decode_participants` (CPU tasks): ``{"uri", "fingerprint"}`` -> the participants'
    slice records (:func:`raytag.io.read_participant`), as columns
    (:func:`raytag.results.records_to_batch`): frames as uint16 arrays, never bytes.
-2. :class:`PredictNetworks` (actor pool, a GPU each when the cluster has them): both
+2. :class:`PredictNetworks` (actor pool, a GPU each when the cluster has them): the
    networks through :meth:`raytag.models.predictor.Predictor.predict_network`, the path
-   ``raytag evaluate`` and the benchmarks measure; adds ``bbox_px`` and ``net_landmarks``.
+   ``raytag evaluate`` and the benchmarks measure; adds ``bbox_px``, ``net_landmarks``
+   and ``net_ed`` (the ED-geometry network's, NaN without one).
 3. :func:`measure_batch` (CPU tasks): per slice the tracker (HARP runs here, off the
    GPU), strain and tag QC through :func:`raytag.tracking.measure.measure_slice` (the
    predictor's own second half), then results rows (:func:`raytag.results.result_row`).
@@ -103,8 +104,9 @@ def _fail_rows(batch: dict, idx, message: str, reason: Reason, stage: str) -> No
 
 
 class PredictNetworks:
-    """Actor: loads the predictor once; adds ``bbox_px`` ``(B, 4)`` and ``net_landmarks``
-    ``(B, 20, 168, 2)`` (original px, NaN for failed rows), ``model_version``, ``model_node``.
+    """Actor: loads the predictor once; adds ``bbox_px`` ``(B, 4)``, ``net_landmarks``
+    ``(B, 20, 168, 2)`` and ``net_ed`` ``(B, 168, 2)`` (original px, NaN for failed rows or
+    without an ED-geometry network), ``model_version``, ``model_node``.
 
     ``weights``: a folder or prefix holding ``localiser.pt`` and ``tracker.pt``; None for
     the shipped default weights. The torch device is CUDA when this process sees a GPU.
@@ -124,6 +126,7 @@ class PredictNetworks:
         n = len(records)
         boxes = np.full((n, 4), np.nan)
         points = np.full((n, N_FRAMES, N_LANDMARKS, 2), np.nan)
+        ed = np.full((n, N_LANDMARKS, 2), np.nan)
         todo = [i for i, r in enumerate(records) if r.ok]
         for start in range(0, len(todo), self.max_batch):
             idx = todo[start : start + self.max_batch]
@@ -131,18 +134,22 @@ class PredictNetworks:
             try:
                 out = self.predictor.predict_network([records[i] for i in idx])
                 boxes[idx], points[idx] = out.bbox_px, out.landmarks_px
+                if out.ed_px is not None:
+                    ed[idx] = out.ed_px
             except Exception:  # noqa: BLE001 - retry alone: one bad slice fails alone
                 for i in idx:
                     try:
                         out = self.predictor.predict_network([records[i]])
                         boxes[i], points[i] = out.bbox_px[0], out.landmarks_px[0]
+                        if out.ed_px is not None:
+                            ed[i] = out.ed_px[0]
                     except Exception as exc:  # noqa: BLE001
                         _fail_rows(batch, [i], f"model error: {type(exc).__name__}: {exc}",
                                    Reason.MODEL_ERROR, "model")
             seconds = time.perf_counter() - t0
             telemetry.observe_stage("model", seconds)
             telemetry.count_frames(int(sum(records[i].frame_valid.sum() for i in idx)), seconds)
-        batch["bbox_px"], batch["net_landmarks"] = boxes, points
+        batch["bbox_px"], batch["net_landmarks"], batch["net_ed"] = boxes, points, ed
         batch["model_version"] = np.array([self.predictor.model_version] * n, dtype=object)
         batch["model_node"] = np.array([self.node] * n, dtype=object)
         return batch
@@ -191,7 +198,7 @@ def measure_batch(batch: dict[str, np.ndarray], tracker: str = "network") -> pa.
             version = f"{version} tracker={tracker}"
             try:
                 m = measure_slice(rec.frames, rec.frame_valid, rec.pixel_spacing_mm,
-                                  batch["net_landmarks"][i], tracker)
+                                  batch["net_landmarks"][i], tracker, batch["net_ed"][i])
                 box = np.asarray(batch["bbox_px"][i], dtype=np.float64)
                 rec.qc_flags.extend(qc_flags_for(m.strains, m.landmarks_px, box,
                                                  rec.frames.shape[-2:]))

@@ -56,11 +56,14 @@ def _strains(points_px: np.ndarray, spacing_mm, valid: np.ndarray) -> dict:
 
 
 def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
-                  network_landmarks: np.ndarray, tracker: str = "network") -> SliceMeasurement:
+                  network_landmarks: np.ndarray, tracker: str = "network",
+                  ed_landmarks: np.ndarray | None = None) -> SliceMeasurement:
     """Track (per ``tracker``), measure strain and tag QC for one slice.
 
     ``frames`` ``(T, rows, cols)`` original matrix; ``frame_valid`` ``(T,)``; ``spacing_mm``
-    ``(row, col)``; ``network_landmarks`` ``(T, 168, 2)`` original px.
+    ``(row, col)``; ``network_landmarks`` ``(T, 168, 2)`` original px (the tracker's);
+    ``ed_landmarks`` ``(168, 2)``: where HARP starts (the ED-geometry network's), else
+    the tracker's frame 0.
     """
     if tracker not in TRACKERS:
         raise ValueError(f"tracker must be one of {TRACKERS}, got {tracker!r}")
@@ -68,18 +71,21 @@ def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
     net = np.asarray(network_landmarks, dtype=np.float64)
     t = len(net)
     flags: list[str] = []
+    ed = net[0] if ed_landmarks is None or not np.isfinite(ed_landmarks).all() \
+        else np.asarray(ed_landmarks, dtype=np.float64)
     try:
-        if not np.isfinite(net[0]).all():
+        if not np.isfinite(ed).all():
             raise ValueError("no ED landmarks")
-        h = CineHarmonics.analyse(frames, valid, net[0].mean(axis=0))
+        h = CineHarmonics.analyse(frames, valid, ed.mean(axis=0))
     except ValueError:
         strains = _strains(net, spacing_mm, valid)
         return SliceMeasurement(net, strains, np.full(t, np.nan), float("nan"), float("nan"),
                                 ["no_tag_grid"], "network")
-    harp = track_harp(frames, valid, net[0], harmonics=h).landmarks
+    harp = track_harp(frames, valid, ed, harmonics=h).landmarks
     reported = {"network": net, "harp": harp}.get(tracker)
-    if reported is None:  # hybrid
-        reported = track_harp(frames, valid, net[0], guide=net, harmonics=h).landmarks
+    if reported is None:  # hybrid: the tracker's motion, from the ED ring HARP follows
+        reported = track_harp(frames, valid, ed, guide=net - net[0] + ed,
+                              harmonics=h).landmarks
     strains = _strains(reported, spacing_mm, valid)
     es = int(strains["es_frame"])
     uncertainty = float("nan")

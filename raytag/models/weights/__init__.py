@@ -39,9 +39,12 @@ def load_predictor(weights: str | None = None, device=None,
     tracking = tracking or DEFAULT_TRACKER
     folder = weights or shipped_weights()
     if folder:
+        ed = storage.join(folder, "ed.pt")
+        has_ed = storage.exists(ed)
         return Predictor.from_checkpoints(storage.join(folder, "localiser.pt"),
                                           storage.join(folder, "tracker.pt"), device=device,
-                                          refine_passes=passes, tracking=tracking)
+                                          refine_passes=passes, tracking=tracking,
+                                          ed_uri=ed if has_ed else None)
     torch.manual_seed(0)  # reproducible untrained networks
     return Predictor(build_localiser("lite"), build_tracker("lite"), device=device,
                      model_version=f"raytag-{__version__} {UNTRAINED} lite (no weights "
