@@ -81,10 +81,11 @@ def _canonical(k: np.ndarray) -> np.ndarray:
     return np.where(flip[..., None], -k, k)
 
 
-def _line_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle in [0, 90] degrees between the *lines* through vectors ``a`` and ``b``."""
-    c = abs(float(np.dot(a, b))) / (np.linalg.norm(a) * np.linalg.norm(b))
-    return float(np.degrees(np.arccos(min(c, 1.0))))
+def _line_angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles in [0, 90] degrees between the *lines* through vectors ``a`` ``(N, 2)`` and
+    the line through ``b`` ``(2,)``: ``(N,)``."""
+    c = np.abs(a @ b) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b))
+    return np.degrees(np.arccos(np.minimum(c, 1.0)))
 
 
 def _parabolic_offset(lo: float, mid: float, hi: float) -> float:
@@ -155,12 +156,10 @@ def find_first_harmonic_peaks(
     cand_mag = mag[iy, ix][order]
 
     p1 = cand[0]
-    second = [
-        i
-        for i in range(1, len(cand))
-        if _line_angle_deg(cand[i], p1) >= min_angle_deg
-        and cand_mag[i] >= min_relative * cand_mag[0]
-    ]
+    # vectorised: a noisy spectrum has thousands of local maxima
+    line_angle = _line_angles_deg(cand, p1)
+    second = np.nonzero((np.arange(len(cand)) >= 1) & (line_angle >= min_angle_deg)
+                        & (cand_mag >= min_relative * cand_mag[0]))[0].tolist()
     if not second:
         raise ValueError(
             "only one tag direction found in the spectrum (no second peak with "
@@ -173,7 +172,7 @@ def find_first_harmonic_peaks(
         near = np.nonzero(
             (np.linalg.norm(cand - combo, axis=-1) <= 1.5) & (cand_mag >= 0.5 * cand_mag[i2])
         )[0]
-        near = [i for i in near if _line_angle_deg(cand[i], p1) >= min_angle_deg]
+        near = [i for i in near if line_angle[i] >= min_angle_deg]
         if near:
             i2 = near[0]  # strongest such candidate (cand is sorted by magnitude)
             break

@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import ndimage
 
 from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
@@ -145,23 +146,36 @@ class CineHarmonics:
             dky = (f[:, None] - peak[1] + size / 2) % size - size / 2
             tt = np.clip((np.hypot(dkx, dky) - (radius - taper)) / taper, 0.0, 1.0)
             filters[j] = 0.5 * (1.0 + np.cos(np.pi * tt))
+        filters = filters.astype(np.float32)
         h = cls(np.array([x0, y0], dtype=np.float64), size, k,
                 np.zeros((2, t_count, size, size), dtype=np.complex64),
                 np.zeros((t_count, size, size), dtype=np.float32), valid, win, filters)
-        h.demod[:, valid] = h.bandpass(win[valid])
-        wavelength = h.wavelength_px
-        h.local_mean[valid] = ndimage.gaussian_filter(win[valid], (0, wavelength, wavelength))
+        h.demod[:, valid], h.local_mean[valid] = h.bandpass(win[valid])
         return h
 
-    def bandpass(self, window_frames: np.ndarray) -> np.ndarray:
-        """Window frames ``(n, size, size)`` -> demodulated harmonics ``(2, n, size, size)``."""
-        spec = np.fft.fft2(np.asarray(window_frames, dtype=np.float32))
-        yy, xx = np.mgrid[0 : self.size, 0 : self.size]
+    def bandpass(self, window_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Window frames ``(n, size, size)`` -> demodulated harmonics ``(2, n, size, size)``
+        complex64 and the local mean ``(n, size, size)`` float32 (Gaussian low-pass, sigma
+        one tag period, applied in the same spectrum: the taper makes the window periodic).
+
+        Single precision through ``scipy.fft`` (about 5x numpy's double-precision FFT
+        here; the phases need nowhere near float64's digits).
+        """
+        spec = sp_fft.fft2(np.asarray(window_frames, dtype=np.float32))
         out = np.empty((2, *spec.shape), dtype=np.complex64)
         for j in range(2):
-            carrier = np.exp(-1j * (self.k[j, 0] * xx + self.k[j, 1] * yy))
-            out[j] = np.fft.ifft2(spec * self.filters[j]) * carrier
-        return out
+            out[j] = sp_fft.ifft2(spec * self.filters[j], overwrite_x=True)
+            out[j] *= self._carrier(j)
+        f = sp_fft.fftfreq(self.size).astype(np.float32)  # cycles/px
+        sigma = self.wavelength_px
+        lowpass = np.exp(-2 * np.pi**2 * sigma**2 * (f[:, None] ** 2 + f[None, :] ** 2))
+        local_mean = sp_fft.ifft2(spec * lowpass.astype(np.float32), overwrite_x=True).real
+        return out, local_mean.astype(np.float32)
+
+    def _carrier(self, j: int) -> np.ndarray:
+        """``exp(-i k_j . x)`` over the window ``(size, size)`` complex64."""
+        yy, xx = np.mgrid[0 : self.size, 0 : self.size]
+        return np.exp(-1j * (self.k[j, 0] * xx + self.k[j, 1] * yy)).astype(np.complex64)
 
     @property
     def wavelength_px(self) -> float:
@@ -176,12 +190,14 @@ class CineHarmonics:
         inside = (p[:, 0] >= 0) & (p[:, 0] <= self.size - 1.001) & (p[:, 1] >= 0) \
             & (p[:, 1] <= self.size - 1.001)
         pc = np.where(inside[:, None], p, self.size / 2)
-        j0 = np.floor(pc[:, 0]).astype(int)
-        i0 = np.floor(pc[:, 1]).astype(int)
+        j0 = np.floor(pc[:, 0]).astype(np.intp)
+        i0 = np.floor(pc[:, 1]).astype(np.intp)
         fx, fy = pc[:, 0] - j0, pc[:, 1] - i0
-        d = self.demod[:, t]
-        z00, z01 = d[:, i0, j0], d[:, i0, j0 + 1]
-        z10, z11 = d[:, i0 + 1, j0], d[:, i0 + 1, j0 + 1]
+        # one flat gather of the four neighbours of every point, both harmonics at once
+        flat = self.demod[:, t].reshape(2, -1)
+        corner = i0 * self.size + j0
+        idx = np.concatenate([corner, corner + 1, corner + self.size, corner + self.size + 1])
+        z00, z01, z10, z11 = np.split(flat[:, idx], 4, axis=1)
         z = (1 - fy) * ((1 - fx) * z00 + fx * z01) + fy * ((1 - fx) * z10 + fx * z11)  # (2, N)
         carrier = self.k @ p.T  # (2, N)
         phase = (np.angle(z) + carrier).T
@@ -214,16 +230,22 @@ def newton(h: CineHarmonics, t: int, start: np.ndarray, target: np.ndarray,
     """
     x = np.asarray(start, dtype=np.float64).copy()
     k_nom = h.k
+    det_nom = k_nom[0, 0] * k_nom[1, 1] - k_nom[0, 1] * k_nom[1, 0]
     max_step = 0.25 * h.wavelength_px
     for _ in range(iterations):
         phase, mag, grad = h.sample(t, x, gradient=True)
-        r = circular_difference(phase, target)
-        det = np.linalg.det(grad)
-        det_nom = np.linalg.det(k_nom)
+        r = np.nan_to_num(circular_difference(phase, target))
+        a, b, c, d = grad[:, 0, 0], grad[:, 0, 1], grad[:, 1, 0], grad[:, 1, 1]
+        det = a * d - b * c
         bad = ~np.isfinite(det) | (np.abs(det) < 0.25 * abs(det_nom)) \
             | (np.abs(det) > 4 * abs(det_nom))
-        jac = np.where(bad[:, None, None], k_nom[None], grad)
-        step = np.linalg.solve(jac, np.nan_to_num(r)[..., None])[..., 0]
+        # the nominal wave vectors where the local gradient is ill-conditioned
+        a, b = np.where(bad, k_nom[0, 0], a), np.where(bad, k_nom[0, 1], b)
+        c, d = np.where(bad, k_nom[1, 0], c), np.where(bad, k_nom[1, 1], d)
+        det = np.where(bad, det_nom, det)
+        # 2x2 inverse in closed form: this runs for every point of every frame
+        step = np.stack([(d * r[:, 0] - b * r[:, 1]) / det,
+                         (a * r[:, 1] - c * r[:, 0]) / det], axis=-1)
         norm = np.hypot(step[:, 0], step[:, 1])
         step *= np.minimum(1.0, max_step / np.maximum(norm, 1e-12))[:, None]
         x -= step
@@ -322,16 +344,19 @@ def _basis(k: np.ndarray, r: np.ndarray, order: int,
 
 
 def fit_field(k: np.ndarray, r: np.ndarray, displacement: np.ndarray, weights: np.ndarray,
-              order: int = 6, smooth: float = SMOOTHNESS, degree: int = TRANSMURAL_DEGREE):
+              order: int = 6, smooth: float = SMOOTHNESS, degree: int = TRANSMURAL_DEGREE,
+              design: np.ndarray | None = None):
     """Weighted, roughness-penalised least-squares field through ``displacement`` ``(M, 2)``
     at grid coordinates ``(k, r)``.
 
     The penalty on a coefficient of angular order ``n`` is ``smooth * n**4`` (and 1e-6 for
     the rest) times the mean data weight: high orders are used only where the data demand
     them, and a gap (points without weight) is bridged smoothly instead of wildly.
-    Returns a callable ``(k, r) -> (len(k), 2)`` displacement.
+    Returns a callable ``(k, r) -> (len(k), 2)`` displacement (its ``coef`` attribute: the
+    coefficients, to evaluate with a precomputed basis). ``design``: ``_basis(k, r)``
+    when the caller has it already (the same grid every frame).
     """
-    a = _basis(k, r, order, degree)
+    a = _basis(k, r, order, degree) if design is None else design
     w = np.asarray(weights, dtype=np.float64)
     ok = np.isfinite(displacement).all(axis=1) & (w > 0)
     aw = a[ok] * w[ok, None]
@@ -344,6 +369,7 @@ def fit_field(k: np.ndarray, r: np.ndarray, displacement: np.ndarray, weights: n
     def field(kq, rq):
         return _basis(kq, rq, order, degree) @ coef
 
+    field.coef = coef
     return field
 
 
@@ -360,27 +386,28 @@ class HarpResult:
     harmonics: CineHarmonics
 
 
-def _robust_fit(k, r, disp, base_w, order, scale_px):
-    """Two rounds of Huber-like reweighting on the fit residuals."""
+def _robust_fit(k, r, disp, base_w, order, scale_px, design):
+    """Two rounds of Huber-like reweighting on the fit residuals (``design``: the grid's
+    basis, computed once per slice)."""
     w = base_w.copy()
-    field = fit_field(k, r, disp, w, order)
+    field = fit_field(k, r, disp, w, order, design=design)
     for _ in range(2):
-        res = np.hypot(*(disp - field(k, r)).T)
+        res = np.hypot(*(disp - design @ field.coef).T)
         w = base_w / np.maximum(1.0, np.nan_to_num(res, nan=1e6) / scale_px)
-        field = fit_field(k, r, disp, w, order)
+        field = fit_field(k, r, disp, w, order, design=design)
     return field, w
 
 
 def _solve_frame(h_t, t_index, pts0, start, target, kq, rq, ok0, order, jump_fraction,
-                 iterations):
+                 iterations, design):
     """Newton from ``start``, robust field fit, tag-jump guard, refit. Returns the field,
     weights, positions and phase residual (px) of the interior points."""
     lam = h_t.wavelength_px
     x, res, mag = newton(h_t, t_index, start, target, iterations)
     base_w = np.where(ok0 & np.isfinite(res).all(axis=1),
                       np.sqrt(np.maximum(mag[:, 0] * mag[:, 1], 0)), 0.0)
-    field, w = _robust_fit(kq, rq, x - pts0, base_w, order, 0.1 * lam)
-    pred = pts0 + field(kq, rq)
+    field, w = _robust_fit(kq, rq, x - pts0, base_w, order, 0.1 * lam, design)
+    pred = pts0 + design @ field.coef
     jumped = np.hypot(*(x - pred).T) > jump_fraction * lam
     if jumped.any():
         xj, resj, magj = newton(h_t, t_index, pred[jumped], target[jumped], iterations)
@@ -388,7 +415,7 @@ def _solve_frame(h_t, t_index, pts0, start, target, kq, rq, ok0, order, jump_fra
         still = np.hypot(*(x - pred).T) > jump_fraction * lam
         base_w = np.where(ok0 & np.isfinite(res).all(axis=1) & ~still,
                           np.sqrt(np.maximum(mag[:, 0] * mag[:, 1], 0)), 0.0)
-        field, w = _robust_fit(kq, rq, x - pts0, base_w, order, 0.1 * lam)
+        field, w = _robust_fit(kq, rq, x - pts0, base_w, order, 0.1 * lam, design)
     kn = np.linalg.norm(h_t.k, axis=1)
     return field, w, x, np.nanmean(np.abs(res) / kn[None], axis=1)
 
@@ -411,6 +438,7 @@ def track_harp(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.nda
     pts0, kq, rq = interior_grid(ed)
     k_lm = np.repeat(np.arange(N_CIRCUMFERENTIAL, dtype=float), N_TRANSMURAL)
     r_lm = np.tile(np.arange(N_TRANSMURAL, dtype=float), N_CIRCUMFERENTIAL)
+    design, design_lm = _basis(kq, rq, order), _basis(k_lm, r_lm, order)  # once per slice
     target, mag0 = h.sample(0, pts0)
     m = len(pts0)
     tracked = np.full((t_count, m, 2), np.nan)
@@ -426,14 +454,15 @@ def track_harp(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.nda
         if not valid[t]:
             continue
         if guide is not None and np.isfinite(guide[t]).all():
-            guide_field = fit_field(k_lm, r_lm, guide[t] - ed, np.ones(168), order)
-            start = pts0 + guide_field(kq, rq)
+            guide_field = fit_field(k_lm, r_lm, guide[t] - ed, np.ones(168), order,
+                                    design=design_lm)
+            start = pts0 + design @ guide_field.coef
         else:
             start = pts0 + prev_disp + 0.5 * (prev_disp - prev2_disp)
         field, w, x, res_px = _solve_frame(h, t, pts0, start, target, kq, rq, ok0, order,
-                                           jump_fraction, iterations)
-        disp = field(kq, rq)
+                                           jump_fraction, iterations, design)
+        disp = design @ field.coef
         prev2_disp, prev_disp = prev_disp, disp
-        out[t] = ed + field(k_lm, r_lm)
+        out[t] = ed + design_lm @ field.coef
         tracked[t], weights[t], residual[t] = x, w, res_px
     return HarpResult(out, tracked, weights, residual, h)
