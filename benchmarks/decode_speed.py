@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         synthesise(tmp, SynthConfig(args.participants, seed=77, family=args.family),
-                   workers=1, echo=lambda s: None)
+                   workers=1)
         zips = sorted(f for f in os.listdir(tmp) if f.endswith(".zip"))
         datas = [(z, open(os.path.join(tmp, z), "rb").read()) for z in zips]
     raw = [_members(d) for _, d in datas]

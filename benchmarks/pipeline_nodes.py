@@ -34,7 +34,7 @@ def run_layout(cohort: str, nodes: list[int], out: str) -> dict:
     ray.init(address=cluster.address, log_to_driver=False)
     try:
         t0 = time.perf_counter()
-        summary = run_cohort(cohort, out, echo=lambda s: None)
+        summary = run_cohort(cohort, out)
         seconds = time.perf_counter() - t0
         placed = read_results(out, columns=["decode_node", "model_node"]).to_pylist()
     finally:
@@ -53,7 +53,7 @@ def main() -> None:
     args = ap.parse_args()
     scratch = tempfile.mkdtemp(prefix="raytag-nodes-")
     cohort = storage.join(scratch, "cohort")
-    synthesise(cohort, SynthConfig(args.participants, seed=5), workers=1, echo=lambda s: None)
+    synthesise(cohort, SynthConfig(args.participants, seed=5), workers=1)
     rows = [run_layout(cohort, [2], storage.join(scratch, "one")),
             run_layout(cohort, [1, 1], storage.join(scratch, "two"))]
     result = {"participants": args.participants, "layouts": rows,

@@ -106,7 +106,7 @@ def main() -> None:
     from raytag.pipeline.run import run_cohort
 
     cohort = storage.join(scratch, "cohort")
-    synthesise(cohort, SynthConfig(args.participants, seed=5), workers=1, echo=lambda s: None)
+    synthesise(cohort, SynthConfig(args.participants, seed=5), workers=1)
     zips = storage.list_files(cohort, ".zip")
     result = {"machine": {"cpus": os.cpu_count(), "processor": platform.machine()},
               "participants": args.participants}
@@ -126,7 +126,7 @@ def main() -> None:
     result["memory"] = []
     for n in args.memory:
         src = storage.join(scratch, f"mem{n}")
-        synthesise(src, SynthConfig(n, seed=6), workers=1, echo=lambda s: None)
+        synthesise(src, SynthConfig(n, seed=6), workers=1)
         with _RssSampler() as sampler:
             t0 = time.perf_counter()
             run_cohort(src, storage.join(scratch, f"mem{n}-out"), weights=args.weights,

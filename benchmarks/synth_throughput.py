@@ -36,7 +36,7 @@ def main() -> None:
     sizes = [len(generate_participant(i, config).data) for i in range(args.participants)]
     generate_s = time.perf_counter() - t0
 
-    serial = synthesise(storage.join(out, "serial"), config, workers=1, echo=lambda s: None)
+    serial = synthesise(storage.join(out, "serial"), config, workers=1)
 
     import ray
 
@@ -44,8 +44,7 @@ def main() -> None:
     ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
     ray_start_s = time.perf_counter() - t0
     big = SynthConfig(2 * args.participants, seed=123)
-    parallel = synthesise(storage.join(out, "ray"), big, workers=args.workers,
-                          echo=lambda s: None)
+    parallel = synthesise(storage.join(out, "ray"), big, workers=args.workers)
     ray.shutdown()
 
     print(json.dumps({

@@ -89,8 +89,7 @@ def main() -> None:
         data = args.data
         if data is None:
             data = os.path.join(tmp, "cohort")
-            synthesise(data, SynthConfig(args.participants, seed=args.seed), workers=1,
-                       echo=lambda s: None)
+            synthesise(data, SynthConfig(args.participants, seed=args.seed), workers=1)
         items = list(read_synthetic_cohort(data, limit=args.limit))
         results = {}
         for name, passes, truth in (("truth_boxes", 0, True), ("refine0", 0, False),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from raytag import logs
 from raytag.analysis import columns, tables
 from raytag.analysis.report import build_report
 from raytag.constants import N_FRAMES, SLICE_LABELS, TRUTH_FILE
@@ -58,7 +59,7 @@ def run_demo(
     seed: int = 0,
     weights: str | None = None,
     family: str = "thorax",
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = logs.echo,
 ) -> dict:
     """Run the demo; returns the summary (also printed through ``echo``)."""
     t0 = time.perf_counter()
@@ -66,8 +67,7 @@ def run_demo(
     echo(f"[1/4] raytag synth: {n_participants} {family} participants with injected faults "
          f"-> {cohort}")
     synth = synthesise(cohort, SynthConfig(n_participants, seed=seed, faults=DEMO_FAULTS,
-                                           family=family),
-                       workers=1, echo=lambda s: None)
+                                           family=family), workers=1)
     echo(f"      faults: {synth['faults'] or 'none drawn'}")
     echo(f"[2/4] raytag run: Ray Data pipeline -> {results_uri}")
     t_run = time.perf_counter()
@@ -92,7 +92,7 @@ def run_demo(
     report = build_report(results_uri, storage.join(out_dir, "report"),
                           reference_uri=storage.join(cohort, TRUTH_FILE), groups_uri=groups_uri,
                           title=f"raytag demo: {n_participants} synthetic participants",
-                          echo=lambda s: None)
+                          echo=logs.log.debug)
     summary["report"] = report["html"]
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     echo(f"      report: {report['html']}")

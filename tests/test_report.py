@@ -339,10 +339,17 @@ def test_report_without_reference_from_s3(synthetic_run, s3_bucket, tmp_path):
 def test_report_cli_errors_and_output(synthetic_run, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["report", "--results", str(synthetic_run["results"]), "--out", str(out),
-                 "--max-cases", "0"]) == 0
-    assert str(out / "report.html") in capsys.readouterr().out
+                 "--max-cases", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["html"] == str(out / "report.html")
+    assert str(out / "report.html") in captured.err  # the note for people
     assert main(["report", "--results", str(tmp_path / "missing"), "--out", str(out)]) == 2
-    assert "no results at" in capsys.readouterr().err
+    assert "no such file or folder" in capsys.readouterr().err
+    empty = tmp_path / "empty-run"
+    empty.mkdir()
+    assert main(["report", "--results", str(empty), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"raytag report: error: no result rows in {empty}"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None,

@@ -26,7 +26,7 @@ FRESH_SEED = 31337
 @pytest.fixture(scope="module")
 def fresh_cohort(tmp_path_factory):
     out = tmp_path_factory.mktemp("fresh") / "cohort"
-    synthesise(str(out), SynthConfig(8, seed=FRESH_SEED), workers=1, echo=lambda s: None)
+    synthesise(str(out), SynthConfig(8, seed=FRESH_SEED), workers=1)
     return list(read_synthetic_cohort(str(out)))
 
 

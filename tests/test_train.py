@@ -183,7 +183,7 @@ def test_ddp_training_resume_and_predictor(cohort, tmp_path, ray_local):
     exported = load_checkpoint(stopped["exported"], kind="localiser")
     assert exported.meta["metrics"]["epoch"] == best_epoch != stopped["last"]["epoch"]
     predictor = Predictor.from_checkpoints(loc["exported"], again["exported"], device="cpu")
-    metrics = evaluate(predictor, labelled_split(cohort, "test", seed=0), echo=lambda s: None)
+    metrics = evaluate(predictor, labelled_split(cohort, "test", seed=0), progress=False)
     assert metrics["overall"]["n_slices"] >= 1 and "rmse_es_mm_mean" in metrics["overall"]
 
 

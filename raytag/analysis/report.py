@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from raytag import __version__
+from raytag import __version__, logs
 from raytag.analysis import columns, figures, tables
 from raytag.analysis import html as H
 from raytag.analysis.stats import LOA_Z
@@ -142,7 +142,7 @@ def _simple_html(rows) -> str:
 
 def compute_report(results_uri: str, reference_uri: str | None = None,
                    groups_uri: str | None = None, max_cases: int = DEFAULT_MAX_CASES,
-                   echo: Callable[[str], None] = print) -> dict:
+                   echo: Callable[[str], None] = logs.echo) -> dict:
     """Every table, figure (PNG bytes) and count of the report, nothing rendered yet.
 
     Reads the scalar columns of the results (and reference), streams the landmark columns
@@ -150,6 +150,11 @@ def compute_report(results_uri: str, reference_uri: str | None = None,
     the scalar columns, not with landmarks. Raises ``ValueError`` when the results hold
     no rows, ``FileNotFoundError`` for a missing input.
     """
+    with logs.Progress(5 + max_cases, "report", unit="step") as bar:
+        return _compute(results_uri, reference_uri, groups_uri, max_cases, echo, bar)
+
+
+def _compute(results_uri, reference_uri, groups_uri, max_cases, echo, bar) -> dict:
     results = columns.load_slices(results_uri)
     if not results.n:
         raise ValueError(f"no result rows in {results_uri}")
@@ -171,6 +176,7 @@ def compute_report(results_uri: str, reference_uri: str | None = None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     images: dict[str, bytes] = {}
     pairs = None
+    bar.update()  # read
     if reference is not None:
         pairs, meta["unmatched_ok_slices"] = columns.pair(results, reference)
         columns.landmark_metrics(pairs, results, reference)
@@ -181,11 +187,14 @@ def compute_report(results_uri: str, reference_uri: str | None = None,
     else:
         out_tables["distributions"] = tables.distribution_table(results)
         images["distributions"] = figures.distribution_png(results)
+    bar.update()  # agreement or distributions
     images["curves"] = figures.curves_png(*_curves(results, reference, pairs))
+    bar.update()  # curves
     if groups is not None:
         out_tables["groups"] = tables.group_table(groups, results, pairs)
         eids = set(results.eid.tolist())
         meta["participants_without_group"] = len(eids - (eids & set(groups)))
+    bar.update()  # groups
     if pairs is not None:
         all_cases = tables.qc_cases(pairs, results)
         meta["qc_criteria"] = ("IoU < {iou_min}, RMSE > {rmse_mm_max} mm, |radial error| > "
@@ -199,6 +208,8 @@ def compute_report(results_uri: str, reference_uri: str | None = None,
                                "slice_label": c["slice_label"], "severity": c["severity"],
                                "reasons": "; ".join(c["reasons"])} for c in all_cases]
     shown = all_cases[:max_cases]
+    bar.set_total(5 + len(shown))
+    bar.update()  # QC selection
     pred_rows = columns.read_rows(results_uri, [c["key"] for c in shown])
     ref_rows = columns.read_rows(reference_uri, [c["key"] for c in shown]) \
         if reference_uri else {}
@@ -209,6 +220,7 @@ def compute_report(results_uri: str, reference_uri: str | None = None,
         frames, why = _frames_for(case, pred, cache)
         panels.append((case, figures.qc_case_png(case, pred, ref_rows.get(case["key"]),
                                                  frames), why))
+        bar.update()
     return {"meta": meta, "tables": out_tables, "images": images, "cases": all_cases,
             "panels": panels, "has_reference": pairs is not None,
             "has_groups": groups is not None}
@@ -314,7 +326,7 @@ def write_report(data: dict, page: str, out: str) -> dict:
 
 def build_report(results_uri: str, out: str, reference_uri: str | None = None,
                  groups_uri: str | None = None, max_cases: int = DEFAULT_MAX_CASES,
-                 title: str | None = None, echo: Callable[[str], None] = print) -> dict:
+                 title: str | None = None, echo: Callable[[str], None] = logs.echo) -> dict:
     """Compute, render and write the report; returns ``{"html", "json", "csv", "meta",
     "tables", "qc_cases_shown"}``. Failed rows are counted in the status/failure tables
     and excluded from every statistic."""

@@ -17,7 +17,6 @@ once. Memory is bounded by Ray Data's streaming executor, not by the cohort. Joi
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raytag import logs
 from raytag.constants import STATUS_FAILED
 from raytag.failures import TRANSIENT
 from raytag.io import storage
@@ -173,9 +173,10 @@ class ResultWriter:
     """Driver side: collects results rows, commits whole participants in files."""
 
     def __init__(self, ledger: Ledger, rows_per_file: int, flush_seconds: float,
-                 on_commit: Callable[[int, int], None] = lambda participants, rows: None):
+                 on_commit: Callable[[int, int], None] = lambda participants, rows: None,
+                 on_participant: Callable[[], None] = lambda: None):
         self.ledger, self.rows_per_file, self.flush_seconds = ledger, rows_per_file, flush_seconds
-        self.on_commit = on_commit
+        self.on_commit, self.on_participant = on_commit, on_participant
         self.partial: dict[str, list[pa.Table]] = {}
         self.ready: list[pa.Table] = []
         self.entries: list[Entry] = []
@@ -207,6 +208,7 @@ class ResultWriter:
                                   uri, first["fingerprint"], rows.num_rows, status, reasons))
         self.ready.append(rows.select(RESULTS_SCHEMA.names))
         self.ready_rows += rows.num_rows
+        self.on_participant()
 
     def flush(self) -> None:
         self.last_flush = time.monotonic()
@@ -245,16 +247,22 @@ def run_cohort(
     tracker: str | None = None,
     retry_failed: str = "transient",
     allow_outside_links: bool = False,
-    echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    echo: Callable[[str], None] = logs.echo,
+    dashboard: bool = False,
 ) -> dict:
-    """Process a cohort into ``output_uri``; returns a summary dict (see :func:`summarise`)."""
+    """Process a cohort into ``output_uri``; returns a summary dict (see :func:`summarise`).
+
+    Progress: a bar of participants processed (a line every few seconds off a terminal);
+    each commit is logged at debug level (``-v``). ``dashboard``: a local Ray starts its
+    dashboard (URL printed).
+    """
     import ray
     from ray.data import ActorPoolStrategy
 
     from raytag.constants import DEFAULT_TRACKER
 
     tracker = tracker or DEFAULT_TRACKER
-    ensure_ray()
+    ensure_ray(dashboard=dashboard)
     t0 = time.perf_counter()
     inputs = list_inputs(input_uri, allow_outside_links)[:limit]
     ledger = Ledger(output_uri)
@@ -286,15 +294,15 @@ def run_cohort(
     telemetry.set_progress(total, plan.done)
     start = time.perf_counter()
 
-    def progress(participants: int, rows: int) -> None:
+    def committed(participants: int, rows: int) -> None:
         done = writer.committed_participants
-        rate = done / max(time.perf_counter() - start, 1e-9)
-        eta = (len(plan.pending) - done) / rate if rate > 0 else float("nan")
         telemetry.set_progress(total, plan.done + done)
-        echo(f"raytag run: {done}/{len(plan.pending)} participants committed "
-             f"({rate:.2f}/s, eta {eta:.0f} s)")
+        logs.log.debug(f"raytag run: committed {participants} participants ({rows} rows); "
+                       f"{done}/{len(plan.pending)} in {time.perf_counter() - start:.0f} s")
 
-    writer = ResultWriter(ledger, rows_per_file, flush_seconds, progress)
+    bar = logs.Progress(len(plan.pending), "raytag run") if plan.pending else None
+    writer = ResultWriter(ledger, rows_per_file, flush_seconds, committed,
+                          on_participant=(bar.update if bar else lambda: None))
     stats = ""
     if plan.pending:
         ds = (
@@ -313,9 +321,10 @@ def run_cohort(
             .map_batches(measure_batch, fn_kwargs={"tracker": tracker}, batch_format="numpy",
                          num_cpus=1)
         )
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            writer.add(batch)
-        incomplete = writer.close()
+        with bar:
+            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                writer.add(batch)
+            incomplete = writer.close()
         if incomplete:
             echo(f"raytag run: warning: {incomplete} participant(s) arrived incomplete")
         stats = str(ds.stats())

@@ -10,10 +10,9 @@ of workers (each participant has its own random stream), and small cohorts or
 from __future__ import annotations
 
 import os
-import sys
 import time
-from collections.abc import Callable
 
+from raytag import logs
 from raytag.constants import TRUTH_FILE
 from raytag.io import storage
 from raytag.phantom.cohort import SynthConfig, truth_table, write_participants
@@ -31,53 +30,33 @@ def default_workers() -> int:
                else os.cpu_count() or 1)
 
 
-def _progress_printer(total: int, echo: Callable[[str], None]):
-    start = time.perf_counter()
-    last = [0.0]
-
-    reported = [-1]
-
-    def report(done: int, final: bool = False) -> None:
-        now = time.perf_counter()
-        if done == reported[0] or (not final and now - last[0] < 2.0 and done < total):
-            return
-        reported[0] = done
-        last[0] = now
-        rate = done / max(now - start, 1e-9)
-        eta = (total - done) / rate if rate > 0 else float("nan")
-        echo(f"synth: {done}/{total} participants ({rate:.1f}/s, eta {eta:.0f} s)")
-
-    return report
-
-
 def synthesise(
     out_uri: str,
     config: SynthConfig,
     workers: int | None = None,
     chunk_size: int = 4,
-    echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> dict:
     """Write ``config.n_participants`` zips and ``<out_uri>/truth.parquet``; returns a summary.
 
     ``workers``: parallel Ray tasks (default: the cores available, or in-process for
     fewer than :data:`SERIAL_BELOW` participants); 1 runs in-process.
     Connects to the cluster in ``RAY_ADDRESS`` when set, else starts a local Ray.
+    Progress: a bar on a terminal, else a line every few seconds (:mod:`raytag.logs`);
     """
     n = config.n_participants
     if workers is None:
         # Starting Ray costs several seconds: not worth it for a few participants.
         workers = 1 if n < SERIAL_BELOW else default_workers()
     chunks = [range(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
-    report = _progress_printer(n, echo)
     t0 = time.perf_counter()
     rows: list[dict] = []
-    if workers <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            rows.extend(write_participants(chunk, config, out_uri))
-            report(chunk.stop)
-    else:
-        rows = _run_with_ray(chunks, config, out_uri, workers, report)
-    report(n, final=True)
+    with logs.Progress(n, "synth") as bar:
+        if workers <= 1 or len(chunks) <= 1:
+            for chunk in chunks:
+                rows.extend(write_participants(chunk, config, out_uri))
+                bar.update(len(chunk))
+        else:
+            rows = _run_with_ray(chunks, config, out_uri, workers, bar.update)
     table = truth_table(rows)
     storage.write_table(table, storage.join(out_uri, TRUTH_FILE))
     seconds = time.perf_counter() - t0
@@ -95,7 +74,7 @@ def synthesise(
     }
 
 
-def _run_with_ray(chunks, config, out_uri, workers, report) -> list[dict]:
+def _run_with_ray(chunks, config, out_uri, workers, advance) -> list[dict]:
     import ray
 
     started = ensure_ray(num_cpus=workers)
@@ -105,7 +84,6 @@ def _run_with_ray(chunks, config, out_uri, workers, report) -> list[dict]:
         pending = {}
         queue = list(chunks)
         rows: list[dict] = []
-        done = 0
         # Keep at most 2 tasks per worker in flight: bounded driver memory, steady progress.
         while queue or pending:
             while queue and len(pending) < 2 * workers:
@@ -114,8 +92,7 @@ def _run_with_ray(chunks, config, out_uri, workers, report) -> list[dict]:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 rows.extend(ray.get(ref))
-                done += pending.pop(ref)
-                report(done)
+                advance(pending.pop(ref))
         return rows
     finally:
         if started:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
+import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from raytag import logs
 from raytag.io import storage
 from raytag.io.labelled import LabelledSlice, read_study_hdf5
 from raytag.train.samples import make_sample
@@ -108,9 +109,12 @@ def train_network(
     augment: dict | bool | None = None,
     inject_failure: dict | None = None,
     init_from: str | None = None,
-    echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    echo: Callable[[str], None] = logs.echo,
 ) -> dict:
     """Train one network with ``TorchTrainer``; returns the best metrics and exported path.
+
+    Progress: a bar of epochs (validation score in its postfix line at ``-v``), fed by a
+    Ray Train callback on the controller through a small queue actor.
 
     ``inject_failure`` (tests and chaos drills only): ``{"epoch", "rank", "marker"}`` makes
     that worker raise once after that epoch, so ``FailureConfig`` must restart the group
@@ -130,6 +134,7 @@ def train_network(
               "augment": {} if augment is None else augment,
               "training": training or {}, "inject_failure": inject_failure,
               "init_from": init_from}
+    progress = _EpochProgress(epochs, f"train {kind}")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=config,
@@ -141,12 +146,14 @@ def train_network(
             checkpoint_config=CheckpointConfig(num_to_keep=2,
                                                checkpoint_score_attribute="val_score",
                                                checkpoint_score_order="max"),
+            callbacks=[progress.callback],
         ),
         datasets={"train": datasets["train"], "val": datasets["val"]},
         dataset_config=DataConfig(datasets_to_split=["train"]),
     )
     t0 = time.perf_counter()
-    result = trainer.fit()
+    with progress:
+        result = trainer.fit()
     seconds = time.perf_counter() - t0
     best = max(result.best_checkpoints, key=lambda cm: cm[1].get("val_score", -np.inf))
     checkpoint, metrics = best
@@ -169,6 +176,72 @@ def train_network(
     return {"kind": kind, "metrics": metrics, "last": result.metrics, "seconds": seconds,
             "exported": exported, "history": history,
             "run_path": os.path.join(storage_path, f"{name}-{kind}")}
+
+
+class _EpochProgress:
+    """Epoch bar on the driver, fed by a :class:`ray.train.UserCallback` that runs in the
+    Train controller and puts each epoch's report on a queue actor (0 CPUs: it must never
+    take a core a training worker needs)."""
+
+    def __init__(self, epochs: int, desc: str):
+        from ray.util.queue import Queue
+
+        self.queue = Queue(actor_options={"num_cpus": 0})
+        self.callback = _ReportToQueue(self.queue)
+        self.bar = logs.Progress(epochs, desc, unit="epoch")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+
+    def _drain(self) -> None:
+        from ray.util.queue import Empty
+
+        while not self._stop.is_set():
+            try:
+                m = self.queue.get(timeout=0.5)
+            except Empty:
+                continue
+            except Exception:  # noqa: BLE001 - the queue actor went away: no more progress
+                return
+            epoch = int(m.get("epoch") or 0)
+            if epoch > self.bar.n:
+                self.bar.update(epoch - self.bar.n)
+            logs.log.debug(f"{self.bar.desc}: epoch {epoch} val_score {m.get('val_score')} "
+                           f"train_loss {m.get('train_loss')}")
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.bar.close()
+        try:
+            self.queue.shutdown()
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+
+def _report_to_queue_class():
+    from ray.train import UserCallback
+
+    class ReportToQueue(UserCallback):
+        def __init__(self, queue):
+            self.queue = queue
+
+        def after_report(self, run_context, metrics, checkpoint):
+            m = metrics[0] if metrics else {}
+            try:
+                self.queue.put_nowait({k: m.get(k) for k in ("epoch", "val_score",
+                                                             "train_loss")})
+            except Exception:  # noqa: BLE001 - progress must never fail a training run
+                pass
+
+    return ReportToQueue
+
+
+def _ReportToQueue(queue):  # noqa: N802 - builds the callback (Ray imported lazily)
+    return _report_to_queue_class()(queue)
 
 
 def clean_run(storage_path: str, name: str, kind: str) -> None:

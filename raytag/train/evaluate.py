@@ -9,12 +9,11 @@ level. Writes ``metrics.json`` and ``metrics.md`` (a short table) to ``out``.
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from raytag import geometry
+from raytag import geometry, logs
 from raytag.constants import SLICE_LABELS
 from raytag.io import storage
 from raytag.io.labelled import LabelledSlice, read_study_hdf5, read_synthetic_cohort
@@ -38,8 +37,7 @@ def labelled_split(data_uri: str, split: str = "all", seed: int = 0,
 
 
 def predict_labelled(predictor: Predictor, items: Sequence[LabelledSlice],
-                     batch_size: int = 8,
-                     echo: Callable[[str], None] = lambda s: None) -> dict[str, np.ndarray]:
+                     batch_size: int = 8, progress: bool = False) -> dict[str, np.ndarray]:
     """Run ``predictor`` on labelled slices; predictions and truth side by side.
 
     Returns float64 arrays: ``pred_mm``/``true_mm`` ``(B, T, 168, 2)`` landmarks in mm,
@@ -49,11 +47,16 @@ def predict_labelled(predictor: Predictor, items: Sequence[LabelledSlice],
     if not items:
         raise ValueError("no labelled slices to evaluate")
     pred_pts, pred_box = [], []
+    bar = logs.Progress(len(items), "evaluate", unit="slice") if progress else None
     for i in range(0, len(items), batch_size):
-        out = predictor.predict([it.record for it in items[i : i + batch_size]])
+        batch = items[i : i + batch_size]
+        out = predictor.predict([it.record for it in batch])
         pred_pts.append(out.landmarks_px)
         pred_box.append(out.bbox_px)
-        echo(f"evaluate: {min(i + batch_size, len(items))}/{len(items)} slices")
+        if bar:
+            bar.update(len(batch))
+    if bar:
+        bar.close()
     spacing = np.stack([it.record.pixel_spacing_mm for it in items])
     return {
         "pred_mm": geometry.px_to_mm(np.concatenate(pred_pts), spacing),
@@ -67,9 +70,9 @@ def predict_labelled(predictor: Predictor, items: Sequence[LabelledSlice],
 
 
 def evaluate(predictor: Predictor, items: Iterable[LabelledSlice], batch_size: int = 8,
-             echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict:
+             progress: bool = True) -> dict:
     """Metrics of ``predictor`` on ``items`` (overall and per slice level)."""
-    a = predict_labelled(predictor, list(items), batch_size, echo)
+    a = predict_labelled(predictor, list(items), batch_size, progress)
     keys = ("pred_mm", "true_mm", "valid", "es", "pred_box", "true_box")
     result = {"overall": summarise(*(a[k] for k in keys)),
               "model_version": predictor.model_version}
