@@ -87,12 +87,34 @@ def build_index(input_uri: str, out_uri: str) -> int:
     return table.num_rows
 
 
+#: Where ``ray up`` puts the cluster's autoscaling config on the head node.
+RAY_UP_BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+#: An autoscaling config file to read GPU capacity from (any cluster).
+AUTOSCALING_CONFIG_ENV = "RAYTAG_AUTOSCALING_CONFIG"
+
+
+def _config_gpus(node_types: dict) -> int:
+    """GPUs over an autoscaling config's ``available_node_types`` (worker types times their
+    ``max_workers``; an unlimited type counts as 8 nodes)."""
+    total = 0
+    for spec in (node_types or {}).values():
+        gpus = int((spec.get("resources") or {}).get("GPU", 0))
+        count = spec.get("max_workers", 0)
+        total += gpus * (8 if count in (-1, None) else max(int(count), 0))
+    return total
+
+
 def gpu_capacity() -> int:
     """GPUs the cluster has now or its autoscaler can launch (node types x max workers).
 
-    Read from the autoscaler's cluster config in the GCS (what Ray Data's own autoscaling
-    reads); an unlimited node type counts as 8 nodes. 0 on a plain local Ray.
+    Sources, the first that knows wins: the cluster config the autoscaler reports to the GCS
+    (autoscaler v2 platforms: what Ray Data's own autoscaling reads); else an autoscaling
+    config file, ``$RAYTAG_AUTOSCALING_CONFIG`` or ``ray up``'s
+    ``~/ray_bootstrap_config.yaml`` on the head (where ``ray job submit`` runs the driver).
+    0 on a plain local Ray. ``raytag run --gpus N`` overrides all of it.
     """
+    import os
+
     import ray
 
     now = int(ray.cluster_resources().get("GPU", 0))
@@ -100,13 +122,25 @@ def gpu_capacity() -> int:
         import ray._private.state
 
         config = ray._private.state.state.get_cluster_config()
-    except Exception:  # noqa: BLE001 - no autoscaler: what is there is all there is
+    except Exception:  # noqa: BLE001 - no autoscaler state: look for a config file
         config = None
     possible = 0
     for group in getattr(config, "node_group_configs", None) or []:
         gpus = int(dict(group.resources).get("GPU", 0))
         count = 8 if group.max_count == -1 else group.max_count
         possible += gpus * max(count, 0)
+    if not possible:
+        path = os.environ.get(AUTOSCALING_CONFIG_ENV) or os.path.expanduser(
+            RAY_UP_BOOTSTRAP_CONFIG)
+        if os.path.isfile(path):
+            import yaml
+
+            try:
+                with open(path) as f:
+                    possible = _config_gpus((yaml.safe_load(f) or {}).get(
+                        "available_node_types"))
+            except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+                possible = 0
     return max(now, possible)
 
 
