@@ -1,17 +1,16 @@
-"""Cohort pipeline throughput and memory: Ray Data pipeline vs the same work in-process.
+"""``raytag run`` against the same work in a plain in-process loop, whole processes, paired.
 
-    python benchmarks/pipeline_throughput.py [--participants 24] [--memory 50 200]
-                                             [--weights DIR] [--json OUT]
+    python benchmarks/pipeline_throughput.py --participants 24 200 [--pairs 3] \\
+        [--weights DIR] [--family thorax] --json benchmarks/results/pipeline_throughput.json
 
-In one run on this machine:
-
-1. decode only (``read_participant``), in-process: frames/s on one core;
-2. an in-process loop doing decode -> predict -> strain for every zip (one core for the
-   Python loop, torch's threads for the networks);
-3. ``raytag run`` on a local Ray (all cores) over the same cohort, Ray start-up excluded;
-   the ratio 3/2 is the figure to watch (Ray should cost nothing on one machine);
-4. for each ``--memory`` cohort size: peak RSS of the driver and the peak summed RSS of all
-   Ray worker processes during ``raytag run`` (bounded memory: it should not grow with N).
+For each cohort size: a fresh synthetic cohort, then ``--pairs`` pairs of runs taken in
+turn (A B A B ...), each a new process, start-up included (Ray's start, imports, model
+loading): A = ``raytag run --input C --output <new folder> -q``, B =
+``benchmarks/pipeline_loop.py --input C`` (decode -> ``Predictor.predict`` -> rows, one
+core for Python, torch's threads for the networks). The figure is the throughput ratio
+B_seconds / A_seconds per pair (> 1: Ray is faster), and its median; alternating keeps the
+ratio fair when the machine's speed drifts. Recorded with it: the configuration (model
+version, tracker, refine passes), the commit and the machine.
 """
 
 from __future__ import annotations
@@ -20,129 +19,92 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 
-import psutil
-
-from raytag import geometry
-from raytag.io import read_participant, storage
-from raytag.models.weights import load_predictor
+from raytag.constants import DEFAULT_TRACKER, REFINE_PASSES
+from raytag.io import storage
 from raytag.phantom.cohort import SynthConfig
 from raytag.pipeline.synth import synthesise
-from raytag.strain import compute_strains
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def in_process(zips: list[str], weights: str | None) -> dict:
-    predictor = load_predictor(weights, device="cpu")
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=HERE).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def _timed(cmd: list[str]) -> tuple[float, str]:
     t0 = time.perf_counter()
-    slices = frames = 0
-    for uri in zips:
-        records = [r for r in read_participant(uri) if r.ok]
-        if records:
-            out = predictor.predict(records)
-            for i, r in enumerate(records):
-                compute_strains(geometry.px_to_mm(out.landmarks_px[i], r.pixel_spacing_mm),
-                                frame_valid=r.frame_valid)
-            frames += int(sum(r.frame_valid.sum() for r in records))
-        slices += len(records)
-    s = time.perf_counter() - t0
-    return {"seconds": s, "slices_per_s": slices / s, "frames_per_s": frames / s}
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return seconds, proc.stdout
 
 
-def decode_only(zips: list[str]) -> dict:
-    t0 = time.perf_counter()
-    frames = sum(int(r.frame_valid.sum()) for u in zips for r in read_participant(u) if r.ok)
-    s = time.perf_counter() - t0
-    return {"frames_per_s_one_core": frames / s}
+def compare(cohort: str, scratch: str, pairs: int, weights: str | None, tracker: str) -> dict:
+    raytag = os.path.join(os.path.dirname(sys.executable), "raytag")
+    extra = ["--weights", weights] if weights else []
+    runs = []
+    for i in range(pairs):
+        out = os.path.join(scratch, f"run-{i}")
+        a, a_out = _timed([raytag, "run", "--input", cohort, "--output", out, "-q",
+                           "--tracker", tracker, *extra])
+        b, b_out = _timed([sys.executable, os.path.join(HERE, "pipeline_loop.py"),
+                           "--input", cohort, "--tracker", tracker, *extra])
+        summary, loop = json.loads(a_out.strip().splitlines()[-1]), json.loads(b_out)
+        if summary["rows"] != loop["rows"]:
+            raise RuntimeError(f"different work: run {summary['rows']} rows, loop "
+                               f"{loop['rows']}")
+        runs.append({"run_seconds": a, "loop_seconds": b, "ratio_loop_over_run": b / a,
+                     "rows": loop["rows"], "slices": loop["slices"],
+                     "model_actors": summary["model_actors"],
+                     "model_versions": summary["model_versions"]})
+    return {"pairs": runs,
+            "median_ratio_loop_over_run": statistics.median(r["ratio_loop_over_run"]
+                                                            for r in runs),
+            "median_run_slices_per_s": statistics.median(r["slices"] / r["run_seconds"]
+                                                         for r in runs),
+            "median_loop_slices_per_s": statistics.median(r["slices"] / r["loop_seconds"]
+                                                          for r in runs)}
 
 
-class _RssSampler:
-    """Peaks of this driver's RSS and of the summed RSS of Ray workers, sampled at 5 Hz."""
-
-    def __init__(self):
-        self.peak = 0
-        self.driver_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        me = os.getpid()
-        while not self._stop.is_set():
-            total = 0
-            for p in psutil.process_iter(["pid", "cmdline"]):
-                try:
-                    cmd = " ".join(p.info["cmdline"] or [])
-                    if p.info["pid"] != me and ("ray::" in cmd or "default_worker" in cmd):
-                        total += p.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
-            self.peak = max(self.peak, total)
-            self.driver_peak = max(self.driver_peak, psutil.Process(me).memory_info().rss)
-            time.sleep(0.2)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--participants", type=int, default=24)
-    ap.add_argument("--memory", type=int, nargs="*", default=[50, 200])
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--participants", type=int, nargs="+", default=[24, 200])
+    ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--weights", default=None)
+    ap.add_argument("--tracker", default=DEFAULT_TRACKER)
+    ap.add_argument("--family", default="thorax")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--memory-only", action="store_true", help="skip steps 1-3")
-    args = ap.parse_args()
-    scratch = tempfile.mkdtemp(prefix="raytag-pipe-")
-
-    import ray
-
-    from raytag.pipeline.run import run_cohort
-
-    cohort = storage.join(scratch, "cohort")
-    synthesise(cohort, SynthConfig(args.participants, seed=5), workers=1)
-    zips = storage.list_files(cohort, ".zip")
-    result = {"machine": {"cpus": os.cpu_count(), "processor": platform.machine()},
-              "participants": args.participants}
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    if not args.memory_only:
-        result["decode"] = decode_only(zips)
-        result["in_process"] = in_process(zips, args.weights)
-        t0 = time.perf_counter()
-        summary = run_cohort(cohort, storage.join(scratch, "out"), weights=args.weights,
-                             echo=lambda s: None)
-        s = time.perf_counter() - t0
-        ok_frames = summary["by_status"].get("ok", 0) * 20
-        result["ray"] = {"seconds": s, "slices_per_s": summary["rows"] / s,
-                         "frames_per_s": ok_frames / s, "model_actors": summary["model_actors"]}
-        result["ray_vs_in_process"] = result["ray"]["slices_per_s"] / \
-            result["in_process"]["slices_per_s"]
-    result["memory"] = []
-    for n in args.memory:
-        src = storage.join(scratch, f"mem{n}")
-        synthesise(src, SynthConfig(n, seed=6), workers=1)
-        with _RssSampler() as sampler:
-            t0 = time.perf_counter()
-            run_cohort(src, storage.join(scratch, f"mem{n}-out"), weights=args.weights,
-                       echo=lambda s: None)
-            secs = time.perf_counter() - t0
-        result["memory"].append({
-            "participants": n, "seconds": secs,
-            "driver_peak_rss_mb": sampler.driver_peak / 2**20,
-            "workers_peak_rss_mb": sampler.peak / 2**20,
-        })
-    ray.shutdown()
-    print(json.dumps(result, indent=1, default=float))
+    args = ap.parse_args(argv)
+    result = {"machine": {"cpus": os.cpu_count(), "processor": platform.machine(),
+                          "python": platform.python_version()},
+              "commit": _commit(), "weights": args.weights or "shipped",
+              "tracker": args.tracker, "refine_passes": REFINE_PASSES,
+              "family": args.family, "cohorts": {}}
+    with tempfile.TemporaryDirectory(prefix="raytag-pipe-") as scratch:
+        for n in args.participants:
+            cohort = storage.join(scratch, f"cohort-{n}")
+            synthesise(cohort, SynthConfig(n, seed=5, family=args.family), workers=1)
+            result["cohorts"][str(n)] = compare(cohort, scratch, args.pairs, args.weights,
+                                                args.tracker)
+            ratio = result["cohorts"][str(n)]["median_ratio_loop_over_run"]
+            print(f"{n} participants: loop/run {ratio:.2f}", file=sys.stderr)
+    print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=1, default=float)
+            json.dump(result, f, indent=1)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -90,11 +90,14 @@ def evaluate_family(predictor, items, trackers, batch: int = 8) -> dict:
         net_seconds = time.perf_counter() - t0
         boxes = [b for n in nets for b in n.bbox_px]
         lms = [p for n in nets for p in n.landmarks_px]
+        # the ED-geometry network's landmarks, where the weights have one (as raytag run)
+        eds = [e for n in nets for e in (n.ed_px if n.ed_px is not None
+                                         else [None] * len(n.bbox_px))]
         for tracker in trackers:
             t0 = time.perf_counter()
             tracked = [measure_slice(it.record.frames, it.record.frame_valid,
-                                     it.record.pixel_spacing_mm, lm, tracker).landmarks_px
-                       for it, lm in zip(items, lms, strict=True)]
+                                     it.record.pixel_spacing_mm, lm, tracker, ed).landmarks_px
+                       for it, lm, ed in zip(items, lms, eds, strict=True)]
             seconds = net_seconds + time.perf_counter() - t0
             out[f"{mode}/{tracker}"] = _metrics(items, tracked, boxes, seconds)
     t0 = time.perf_counter()

@@ -243,3 +243,21 @@ def test_summarise_against_hand_computed_values_with_a_failed_slice():
     assert truth_es == pytest.approx(0.5 * (0.9**2 - 1))
     assert m["es_circ_global_true_sd"] == pytest.approx(0.0, abs=1e-12)
     assert m["centre_error_mm_median"] == pytest.approx(2.5)  # median of 5 and 0
+
+
+def test_contrast_augmentation_is_monotone_per_cine_and_off_by_default():
+    from raytag.train.augment import AUGMENT_DEFAULTS, _contrast
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 4, 16, 16) * 50
+    assert torch.equal(_contrast(x, AUGMENT_DEFAULTS, gen), x)  # off unless asked for
+    y = _contrast(x, {"lut_p": 1.0}, gen)
+    for b in range(3):  # one curve per cine: the intensity order is kept in every frame
+        order = x[b].flatten().argsort()
+        assert float(y[b].flatten()[order].diff().min()) >= -1e-4
+        assert not torch.allclose(y[b], x[b])
+        assert float(y[b].max()) == pytest.approx(float(x[b].max()), rel=1e-5)
+    shaded = _contrast(x, {"shading": 0.5}, gen)
+    ratio = shaded / x
+    assert torch.allclose(ratio[:, 0], ratio[:, 3], rtol=1e-5)  # same field in every frame
+    assert not torch.allclose(ratio, torch.ones_like(ratio))

@@ -417,7 +417,10 @@ def _solve_frame(h_t, t_index, pts0, start, target, kq, rq, ok0, order, jump_fra
                           np.sqrt(np.maximum(mag[:, 0] * mag[:, 1], 0)), 0.0)
         field, w = _robust_fit(kq, rq, x - pts0, base_w, order, 0.1 * lam, design)
     kn = np.linalg.norm(h_t.k, axis=1)
-    return field, w, x, np.nanmean(np.abs(res) / kn[None], axis=1)
+    px = np.abs(res) / kn[None]  # (M, 2); NaN where a point left the window
+    n = np.isfinite(px).sum(axis=1)
+    mean = np.where(n > 0, np.nansum(px, axis=1) / np.maximum(n, 1), np.nan)
+    return field, w, x, mean
 
 
 def track_harp(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.ndarray,

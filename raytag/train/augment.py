@@ -26,12 +26,16 @@ __all__ = ["augment_tracker", "augment_localiser", "augment_centre", "roi_box_to
 #: sees crops through a predicted box: ``stretch`` scales x by (1 + a) and y by (1 - a).
 #: Rotations cover the whole circle: short-axis planes show the heart at any in-plane angle.
 #: ``loc_*`` are the centre localiser's: any rotation, scale, shift (fraction of the image),
-#: a smooth multiplicative shading field and blur.
+#: a smooth multiplicative shading field and blur. ``lut_p`` (tracker and ED-network crops):
+#: the share of cines whose intensities go through a random monotone curve (tissue contrasts
+#: change between scanners and generators; the tags' positions and motion do not), and
+#: ``shading`` a smooth multiplicative field of up to that log-amplitude. Both off by
+#: default (the shipped tracker was trained without them).
 AUGMENT_DEFAULTS = {
     "rotate_deg": 180.0, "scale": 0.15, "stretch": 0.1, "shift_px": 10.0, "flip_p": 0.5,
     "intensity": 0.2, "gamma": 0.4, "noise": 0.08, "short_cine_p": 0.15, "min_frames": 12,
     "loc_rotate_deg": 180.0, "loc_scale": 0.25, "loc_shift": 0.3, "loc_shading": 0.4,
-    "loc_blur_p": 0.3,
+    "loc_blur_p": 0.3, "lut_p": 0.0, "shading": 0.0,
 }
 
 
@@ -101,10 +105,41 @@ def augment_tracker(crops, points, valid, gen: torch.Generator, cfg: dict | None
         drop = short[:, None] & (torch.arange(t)[None, :] >= keep[:, None])
         valid = valid & ~drop
         crops[drop] = 0
+    crops = _contrast(crops, cfg, gen)
     crops = _intensity(crops, cfg, gen)
     crops[~valid] = 0
     points[~valid] = float("nan")
     return crops, points, valid
+
+
+def _contrast(x: torch.Tensor, cfg: dict, gen: torch.Generator, knots: int = 6) -> torch.Tensor:
+    """Random monotone intensity curve (``lut_p``) and smooth shading (``shading``), the same
+    for every frame of a cine. ``x`` ``(B, T, H, W)`` float >= 0."""
+    b, t, h, w = x.shape
+    if cfg.get("lut_p", 0) > 0:
+        pick = torch.rand(b, generator=gen) < cfg["lut_p"]
+        if pick.any():
+            xs = x[pick]
+            n = xs.shape[0]
+            scale = xs.reshape(n, -1).amax(dim=1).clamp_min(1e-6).view(n, 1, 1, 1)
+            u = (xs / scale).clamp(0, 1) * (knots - 1)
+            steps = torch.rand(n, knots - 1, generator=gen) + 0.15
+            ys = torch.cat([torch.zeros(n, 1), steps.cumsum(dim=1)], dim=1)
+            ys = ys / ys[:, -1:]  # monotone, 0 -> 0 and 1 -> 1
+            idx = u.floor().clamp(0, knots - 2).long()
+            frac = u - idx
+            ysb = ys.view(n, knots, 1, 1, 1).expand(n, knots, t, h, w)
+            lo = torch.gather(ysb, 1, idx[:, None]).squeeze(1)
+            hi = torch.gather(ysb, 1, (idx + 1)[:, None]).squeeze(1)
+            x = x.clone()
+            x[pick] = (lo + frac * (hi - lo)) * scale
+    if cfg.get("shading", 0) > 0:
+        field = torch.randn(b, 1, 4, 4, generator=gen)
+        field = F.interpolate(field, size=(h, w), mode="bicubic", align_corners=False)
+        strength = _uniform(b, 0, cfg["shading"], gen).view(b, 1, 1, 1)
+        x = x * torch.exp(strength * field / field.std(dim=(2, 3), keepdim=True)
+                          .clamp_min(1e-6))
+    return x
 
 
 def augment_localiser(ed, boxes, gen: torch.Generator, cfg: dict | None = None):
