@@ -34,8 +34,11 @@ REFINE_PASSES = 1
 
 #: What moves the landmarks through the cine after the networks (``raytag run|evaluate
 #: --tracker``): ``network`` (the paper's RNN-CNN), ``harp`` or ``hybrid`` (tag phase,
-#: :mod:`raytag.tracking`). Chosen by ``benchmarks/transfer.py``; recorded in model_version.
-DEFAULT_TRACKER = "hybrid"
+#: :mod:`raytag.tracking`). Chosen by ``benchmarks/transfer.py``: on the held-out family,
+#: end to end, ``harp`` from the ED-geometry network's landmarks has the smallest ES
+#: circumferential error SD (the learned tracker does not transfer, and ``hybrid`` follows
+#: it); recorded in model_version.
+DEFAULT_TRACKER = "harp"
 
 # --- UK Biobank ------------------------------------------------------------------------
 #: UK Biobank data field of the CMR tagging zips.
@@ -69,3 +72,10 @@ MAX_ZIP_MEMBERS = 20_000
 #: and inflation budgets this bounds a decode task's memory (benchmarks/hostile_inputs.py
 #: measures the worst case the budgets allow; the pipeline reserves for it).
 MAX_ZIP_BYTES = 64 * 1024 * 1024
+
+# --- plausibility of a measurement -------------------------------------------------------
+#: End-systolic global circumferential Green strain outside this range is no heart's: the
+#: track collapsed or exploded (healthy -0.15 to -0.25; dyskinetic segments reach ~+0.05).
+PLAUSIBLE_ES_CIRC = (-0.5, 0.2)
+#: End-systolic radial Green strain outside this range is no heart's (typical 0.2-0.6).
+PLAUSIBLE_ES_RADIAL = (-0.3, 1.5)
