@@ -72,10 +72,3 @@ MAX_ZIP_MEMBERS = 20_000
 #: and inflation budgets this bounds a decode task's memory (benchmarks/hostile_inputs.py
 #: measures the worst case the budgets allow; the pipeline reserves for it).
 MAX_ZIP_BYTES = 64 * 1024 * 1024
-
-# --- plausibility of a measurement -------------------------------------------------------
-#: End-systolic global circumferential Green strain outside this range is no heart's: the
-#: track collapsed or exploded (healthy -0.15 to -0.25; dyskinetic segments reach ~+0.05).
-PLAUSIBLE_ES_CIRC = (-0.5, 0.2)
-#: End-systolic radial Green strain outside this range is no heart's (typical 0.2-0.6).
-PLAUSIBLE_ES_RADIAL = (-0.3, 1.5)

@@ -212,14 +212,3 @@ def test_invalid_frames_get_nan():
     valid[15:] = False
     res = H.track_harp(frames, valid, ed)
     assert np.isnan(res.landmarks[15:]).all() and np.isfinite(res.landmarks[:15]).all()
-
-
-def test_implausible_strain_is_flagged_and_plausible_is_not():
-    from raytag.tracking.qc import plausibility_flags
-
-    assert plausibility_flags({"es_circ_global": -0.18, "es_radial": 0.35}) == []
-    assert plausibility_flags({"es_circ_global": 4.7, "es_radial": 0.35}) == \
-        ["implausible_strain"]
-    assert plausibility_flags({"es_circ_global": -0.18, "es_radial": -0.9}) == \
-        ["implausible_strain"]
-    assert plausibility_flags({"es_circ_global": float("nan"), "es_radial": 0.3}) == []

@@ -80,7 +80,7 @@ def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
     except ValueError:
         strains = _strains(net, spacing_mm, valid)
         return SliceMeasurement(net, strains, np.full(t, np.nan), float("nan"), float("nan"),
-                                ["no_tag_grid", *qc.plausibility_flags(strains)], "network")
+                                ["no_tag_grid"], "network")
     harp = track_harp(frames, valid, ed, harmonics=h).landmarks
     reported = {"network": net, "harp": harp}.get(tracker)
     if reported is None:  # hybrid: the tracker's motion, from the ED ring HARP follows
@@ -96,5 +96,4 @@ def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
     contrast = qc.tag_contrast(h, reported)
     _, residual = qc.phase_residual_px(h, reported, contrast)
     flags += qc.qc_flags(contrast, es, residual, uncertainty)
-    flags += qc.plausibility_flags(strains)
     return SliceMeasurement(reported, strains, contrast, residual, uncertainty, flags, tracker)

@@ -17,17 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from raytag.constants import (
-    N_CIRCUMFERENTIAL,
-    N_TRANSMURAL,
-    PLAUSIBLE_ES_CIRC,
-    PLAUSIBLE_ES_RADIAL,
-)
+from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
 from raytag.tracking.harmonics import circular_difference
 from raytag.tracking.harp import CineHarmonics
 
-__all__ = ["tag_contrast", "phase_residual_px", "qc_flags", "plausibility_flags",
-           "INTERIOR_RINGS",
+__all__ = ["tag_contrast", "phase_residual_px", "qc_flags", "INTERIOR_RINGS",
            "MIN_VISIBLE_CONTRAST", "PHASE_RESIDUAL_FLAG_PX", "FADED_CONTRAST",
            "UNCERTAINTY_FLAG"]
 
@@ -102,16 +96,3 @@ def qc_flags(contrast: np.ndarray, es_frame: int, residual_px: float,
     if uncertainty is not None and np.isfinite(uncertainty) and uncertainty > UNCERTAINTY_FLAG:
         flags.append("trackers_disagree")
     return flags
-
-
-def plausibility_flags(strains: dict) -> list[str]:
-    """``implausible_strain`` when the ES global circumferential or radial strain (from
-    :func:`raytag.strain.compute_strains`) lies outside what any heart does
-    (:data:`~raytag.constants.PLAUSIBLE_ES_CIRC`, :data:`~raytag.constants.PLAUSIBLE_ES_RADIAL`):
-    a collapsed or exploded track must never pass as an ``ok`` measurement without a flag."""
-    checks = (("es_circ_global", PLAUSIBLE_ES_CIRC), ("es_radial", PLAUSIBLE_ES_RADIAL))
-    for name, (lo, hi) in checks:
-        v = float(np.asarray(strains.get(name, np.nan)))
-        if np.isfinite(v) and not lo <= v <= hi:
-            return ["implausible_strain"]
-    return []
