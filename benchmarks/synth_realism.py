@@ -1,4 +1,4 @@
-"""The generator measured like shared/REALISM.md's real slice, next to REALISM's values.
+"""The generator measured like docs/realism.md's real slice, next to REALISM's values.
 
     python benchmarks/synth_realism.py [--participants 10] [--seed 0]
 

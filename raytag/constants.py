@@ -5,7 +5,7 @@ Every module takes these from here, never from a literal of its own.
 
 from __future__ import annotations
 
-# --- Landmarks (DESIGN.md "Landmarks") ------------------------------------------------
+# --- Landmarks (docs/conventions.md "Landmarks") ------------------------------------------------
 #: Landmarks around the circumference (k), starting at the mid-septum, clockwise as displayed.
 N_CIRCUMFERENTIAL = 24
 #: Landmarks across the wall (r): 0 = endocardium ... 6 = epicardium.
@@ -18,7 +18,7 @@ RING_SUBENDO = 1
 RING_MIDWALL = 3
 RING_SUBEPI = 5
 
-# --- Cines and preprocessing (DESIGN.md "Preprocessing") -------------------------------
+# --- Cines and preprocessing (docs/conventions.md "Preprocessing") -------------------------------
 #: Every cine is fixed to this many frames (pad with invalid frames, or truncate).
 N_FRAMES = 20
 #: Frames are zero-padded to this square size before localisation.

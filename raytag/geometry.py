@@ -2,7 +2,7 @@
 
 Pure numpy, vectorised over any leading batch axes (no per-frame Python loops).
 
-Conventions (DESIGN.md "Landmarks" and "Preprocessing"):
+Conventions (docs/conventions.md "Landmarks" and "Preprocessing"):
 
 * **Points** are ``(..., 2)`` float arrays of ``(x, y)`` = (column, row) in pixels,
   0-based, with pixel *centres* at integers: pixel ``i`` covers the continuous

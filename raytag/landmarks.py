@@ -1,4 +1,4 @@
-"""Helpers for the landmark array convention (DESIGN.md "Landmarks").
+"""Helpers for the landmark array convention (docs/conventions.md "Landmarks").
 
 A landmark array has shape ``(..., T, 168, 2)``: any leading axes (batch, slice, ...),
 then frames ``T``, then landmark index ``i = 7*k + r``, then ``(x, y)`` in pixels

@@ -1,4 +1,4 @@
-"""The results table (DESIGN.md "Results table"): one row per slice, a public contract.
+"""The results table (docs/results.md): one row per slice, a public contract.
 
 Column names here are public: add columns freely, never rename these. The schema is pure
 pyarrow so that the pipeline, the demo and the report all write and read the same table.

@@ -1,4 +1,4 @@
-"""Radial and circumferential strain from landmark motion (DESIGN.md "Strain").
+"""Radial and circumferential strain from landmark motion (docs/conventions.md "Strain").
 
 This module is *the* implementation of the strain formulas; any other implementation
 (e.g. a torch twin used inside training) is tested against it.
@@ -44,7 +44,7 @@ __all__ = [
     "compute_strains",
 ]
 
-#: Strain curves, in the order of the results table (DESIGN.md "Results table").
+#: Strain curves, in the order of the results table (docs/results.md).
 CURVE_NAMES = ("radial", "circ_global", "circ_subendo", "circ_midwall", "circ_subepi")
 #: End-systolic scalars, one per curve, same order.
 ES_NAMES = tuple(f"es_{name}" for name in CURVE_NAMES)
@@ -209,7 +209,7 @@ def compute_strains(points, frame_valid=None, es_frame=None) -> dict[str, np.nda
     rad_len = radial_lengths(points)  # (..., T, 24)
     out: dict[str, np.ndarray] = {}
     for suffix, strain in (("", green_strain), ("_linear", linear_strain)):
-        # Mean of per-segment strains (DESIGN.md), not strain of the mean length.
+        # Mean of per-segment strains (docs/conventions.md), not strain of the mean length.
         rings = strain(circ_len, circ_len[..., :1, :, :]).mean(axis=-2)  # (..., T, 7)
         radial = strain(rad_len, rad_len[..., :1, :]).mean(axis=-1)  # (..., T)
         rings = np.where(valid[..., None], rings, np.nan)

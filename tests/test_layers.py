@@ -65,3 +65,21 @@ def test_no_module_imports_another_packages_private_names():
             offences += [f"{path.relative_to(ROOT)}: {module}.{n}" for n in names
                          if n.startswith("_") and not n.startswith("__")]
     assert offences == []
+
+
+def test_every_docs_reference_in_the_code_points_to_a_file_that_exists():
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    missing = []
+    for path in [*root.glob("raytag/**/*.py"), *root.glob("tests/*.py"),
+                 *root.glob("benchmarks/*.py"), *root.glob("jobs/*.py")]:
+        text = path.read_text()
+        for ref in re.findall(r"\bdocs/[\w./-]+\.md", text):
+            if not (root / ref).is_file():
+                missing.append(f"{path.relative_to(root)}: {ref}")
+        for old in ("DESIGN.md", "REALISM.md", "shared/"):
+            if old in text and path.name != "test_layers.py":
+                missing.append(f"{path.relative_to(root)}: cites {old} (not in the repository)")
+    assert not missing, missing

@@ -1,6 +1,6 @@
-"""The generator measured the way shared/REALISM.md measured a real UK Biobank cine.
+"""The generator measured the way docs/realism.md measured a real UK Biobank cine.
 
-Each test names the REALISM.md value and the tolerance it allows. Tolerances are wide
+Each test names the docs/realism.md value and the tolerance it allows. Tolerances are wide
 enough for the spread between synthetic participants (a real cohort varies too) and
 narrow enough that a generator without the physics (no fading, no DC rise, static tags,
 wrong grid) fails.
@@ -169,7 +169,7 @@ def _cohort_strains(n: int, seed: int, group: str | None = "reference"):
     return out
 
 
-# REALISM.md cohort table: (mean, SD) per region for the ring strains and radial.
+# docs/realism.md cohort table: (mean, SD) per region for the ring strains and radial.
 _RINGS = {
     1: {"es_circ_subendo": (-0.220, 0.045), "es_circ_midwall": (-0.162, 0.032),
         "es_circ_subepi": (-0.114, 0.024)},

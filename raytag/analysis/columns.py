@@ -8,7 +8,7 @@ IoU, and the reference's strains where it has only landmarks), keeping per refer
 slice only its ED and ES landmarks; curves and QC cases' full rows are read only for
 the slices a figure shows. Memory then grows with the scalar columns, not with landmarks.
 
-Conventions as the results table (DESIGN.md): landmarks ``(T, 168, 2)`` flattened in
+Conventions as the results table (docs/conventions.md): landmarks ``(T, 168, 2)`` flattened in
 (frame, landmark, xy) order, original pixels, ``pixel_spacing_mm`` (row, col), Green strain.
 """
 

@@ -1,7 +1,7 @@
 """The networks (PyTorch): ROI localiser and RNN-CNN landmark tracker, their presets,
 loss, normalisation, checkpoints and the batched predictor.
 
-Public API (DESIGN.md): :func:`build_localiser`, :func:`build_tracker`.
+Public API (docs/conventions.md): :func:`build_localiser`, :func:`build_tracker`.
 """
 
 from __future__ import annotations

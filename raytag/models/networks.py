@@ -278,7 +278,7 @@ def template_landmarks(n_landmarks: int = 168, septum_deg: float = 143.0) -> tor
     """A mean-shape prior ``(2 * n,)`` (all x then all y), as fractions of the crop.
 
     Rings from 0.7 to 1.0 of an epicardial radius of ``0.5 / 1.6`` of the crop, spoke 0 at
-    ``septum_deg`` (image coordinates), k clockwise as displayed (DESIGN.md).
+    ``septum_deg`` (image coordinates), k clockwise as displayed (docs/conventions.md).
     """
     n_k = n_landmarks // 7
     k = torch.arange(n_k, dtype=torch.float32)

@@ -1,7 +1,7 @@
 """The torch twin of :mod:`raytag.strain` (differentiable, for the training loss).
 
-Same definitions (DESIGN.md "Strain"): Green strain ``0.5 ((L_t / L_0)^2 - 1)`` per segment,
-reference frame 0, slice value = mean over the 24 segments. Tested equal to
+Same definitions (docs/conventions.md "Strain"): Green strain ``0.5 ((L_t / L_0)^2 - 1)``
+per segment, reference frame 0, slice value = mean over the 24 segments. Tested equal to
 :func:`raytag.strain.compute_strains` on random inputs (``tests/test_models.py``).
 """
 

@@ -1,6 +1,6 @@
 """Scanner settings of a synthetic visit, drawn across what real protocols vary.
 
-UK Biobank's protocol (REALISM.md) is one point of these ranges: 256x174 matrix, ~1.37 mm
+UK Biobank's protocol (docs/realism.md) is one point of these ranges: 256x174 matrix, ~1.37 mm
 pixels, 6 mm tags at +-45 deg, 12 deg flip, 20 frames of 41 ms. Families ``thorax`` and
 ``patchwork`` draw from here so that a network trained on them has seen other matrices,
 resolutions, tag grids, fading rates, noise levels, coil shading and ringing.
@@ -43,7 +43,7 @@ class AcquisitionDraw:
 
 
 def sample_acquisition(rng: np.random.Generator, n_frames: int | None = None) -> AcquisitionDraw:
-    """Scanner settings across what real protocols vary (REALISM.md's ranges and beyond)."""
+    """Scanner settings across what real protocols vary (docs/realism.md's ranges and beyond)."""
     (rows, cols) = MATRICES[rng.choice(len(MATRICES), p=[w for _, w in MATRICES])][0]
     fov_mm = rng.uniform(300.0, 400.0)
     spacing = float(np.clip(fov_mm / max(rows, cols), 1.2, 1.8))

@@ -16,7 +16,7 @@ accuracy can be measured on a family a network never saw (leave-one-family-out):
   irregular contours, area-preserving transmural motion, transmural twist gradient,
   another contraction curve.
 
-All three draw ES strain targets from the same UK Biobank distribution (REALISM.md), so
+All three draw ES strain targets from the same UK Biobank distribution (docs/realism.md), so
 strain errors are comparable across families.
 """
 

@@ -1,4 +1,4 @@
-"""Measurements that compare tagged cines (synthetic or real) with REALISM.md.
+"""Measurements that compare tagged cines (synthetic or real) with docs/realism.md.
 
 Pure numpy/scipy functions, used by the phantom generator's tests and by anyone checking a
 cine: tag-grid geometry from the spectrum, first-harmonic fading, DC, cross-term and
@@ -10,7 +10,7 @@ Conventions
 * **Frames** are ``(rows, cols)`` or ``(..., rows, cols)`` arrays of any real dtype; all
   arithmetic is float64.
 * **Points** are ``(..., 2)`` ``(x, y)`` = (column, row) in pixels of the frame, pixel
-  centres at integers, y pointing down (DESIGN.md "Landmarks").
+  centres at integers, y pointing down (docs/conventions.md "Landmarks").
 * **Angles** are in image coordinates: ``atan2(y, x)`` with x right and y down, so a
   positive angle turns clockwise as displayed.
 * **Spectrum bins.** Frames are zero-padded to ``size x size`` (centred, as
@@ -56,7 +56,7 @@ __all__ = [
     "circular_difference",
 ]
 
-#: REALISM.md's first-harmonic window is 9x9 bins: +-4 around the peak.
+#: docs/realism.md's first-harmonic window is 9x9 bins: +-4 around the peak.
 DEFAULT_HALF_WINDOW = 4
 
 
@@ -164,7 +164,7 @@ def first_harmonic_amplitude(
     half_window: int = DEFAULT_HALF_WINDOW,
     power: int = 1,
 ) -> np.ndarray:
-    """REALISM.md's tag-fading measure: first-harmonic |F| summed over 9x9-bin windows.
+    """docs/realism.md's tag-fading measure: first-harmonic |F| summed over 9x9-bin windows.
 
     frames: ``(T, rows, cols)`` (or ``(rows, cols)``), any real dtype. peaks: ``(2, 2)``
     from :func:`find_first_harmonic_peaks` (usually of frame 0, kept for all frames, as

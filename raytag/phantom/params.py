@@ -2,7 +2,7 @@
 
 Every length is in mm unless the name says ``_px``; angles in degrees in image coordinates
 (``atan2(y, x)`` with x right, y down, so positive angles turn clockwise as displayed);
-times in ms. The strain targets come from ``shared/REALISM.md`` (UK Biobank, manual
+times in ms. The strain targets come from ``docs/realism.md`` (UK Biobank, manual
 analysis, ES Green strain per slice level, mean and SD over slices).
 """
 
@@ -24,7 +24,7 @@ __all__ = [
     "draw_strain_targets",
 ]
 
-#: ES targets per slice index: (circ_global mean, SD), (radial mean, SD); REALISM.md table.
+#: ES targets per slice index: (circ_global mean, SD), (radial mean, SD); docs/realism.md table.
 STRAIN_TARGETS = {
     1: {"circ_global": (-0.167, 0.032), "radial": (0.238, 0.099)},
     2: {"circ_global": (-0.196, 0.025), "radial": (0.231, 0.085)},
@@ -42,7 +42,7 @@ _GEOMETRY_MM = {1: ((24.0, 2.5), (8.5, 0.8)), 2: ((20.0, 2.5), (8.5, 0.8)),
                 3: ((12.0, 1.8), (7.5, 0.8))}
 # Transmural profile at ES (kinematics.transmural_profile): sigma concentrates thickening
 # mid-wall. Calibrated by a grid search so the ring strains (subendo, midwall, subepi) of the
-# REALISM.md targets are met; kappa = 1 fitted best (no extra endo/epi asymmetry needed).
+# docs/realism.md targets are met; kappa = 1 fitted best (no extra endo/epi asymmetry needed).
 _SIGMOID = {1: 1.4, 2: 1.4, 3: 1.2}
 # Twist at ES (deg, image coordinates): base and apex turn in opposite senses.
 _TWIST_DEG = {1: (5.0, 2.5), 2: (-2.0, 2.5), 3: (-12.0, 3.0)}

@@ -3,7 +3,7 @@
 One row per slice, one column per chosen frame (default: ED = frame 0, ES = the slice's
 ``es_frame``, late diastole = the last valid frame). Each panel shows the grayscale frame
 (``imshow``, origin upper, nearest-neighbour, contrast from the 1st..99.5th percentile of
-that slice's valid frames) zoomed to the heart, with the 168 landmarks (DESIGN.md
+that slice's valid frames) zoomed to the heart, with the 168 landmarks (docs/conventions.md
 "Landmarks") as small dots coloured by the transmural index ``r = i % 7`` (endocardium
 ``r = 0`` cyan ... epicardium ``r = 6`` magenta), spoke ``k = 0`` (mid-septum, indices 0..6)
 as a green line so orientation is visible, and on the ED panel the ROI box as a yellow

@@ -18,7 +18,7 @@ and ``M_ss = steady_state_ratio``::
 
     S(X, t) = rho * (M_ss + (P(X) - M_ss) q**n(t))
 
-which reproduces REALISM.md's DC rise (x1.15 by frame 2, x1.4 by frame 8, x1.54 by
+which reproduces docs/realism.md's DC rise (x1.15 by frame 2, x1.4 by frame 8, x1.54 by
 frame 19) and first-harmonic fading. Blood is replaced by untagged inflow within a few
 frames. Tissue edges are partial-volume weighted; then a small PSF blur, Rician noise,
 and storage as uint16 in a low 12-bit range.

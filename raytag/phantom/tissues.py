@@ -12,7 +12,7 @@ with each imaging pulse faster in short-T1 tissue (fat) than in long-T1 tissue, 
 tends to ``m_ss``. Blood is replaced by untagged inflow within a few frames instead.
 
 Relative proton densities, T1 and ``m_ss`` below are chosen so the tissue curves of
-REALISM.md come out (myocardium mean x1.47 and tag modulation 0.43 -> 0.06 over the cine;
+docs/realism.md come out (myocardium mean x1.47 and tag modulation 0.43 -> 0.06 over the cine;
 fat 2.5x the myocardium, its tags gone by frame 9; blood washed out by frame 2).
 """
 

@@ -9,7 +9,7 @@ Conventions
 * **Frames** are ``(rows, cols)`` or ``(..., rows, cols)`` arrays of any real dtype; all
   arithmetic is float64.
 * **Points** are ``(..., 2)`` ``(x, y)`` = (column, row) in pixels of the frame, pixel
-  centres at integers, y pointing down (DESIGN.md "Landmarks").
+  centres at integers, y pointing down (docs/conventions.md "Landmarks").
 * **Spectrum bins.** Frames are zero-padded to ``size x size`` (centred, as
   :func:`raytag.geometry.pad_to_square`) and transformed with ``numpy.fft.fft2``, no window
   function. A bin is named by its integer offset ``(kx, ky)`` from DC, in cycles per

@@ -1,6 +1,6 @@
 """Tag-quality QC of a slice, whatever tracked it (numpy only).
 
-- :func:`tag_contrast`: the tags' modulation in the myocardium, frame by frame (REALISM.md's
+- :func:`tag_contrast`: the tags' modulation in the myocardium, frame by frame (docs/realism.md's
   measure: the two first-harmonic band-pass magnitudes summed, over the low-passed local
   mean intensity, median over the wall). Real UK Biobank myocardium: 0.43 at ED, ~0.1 by
   frame 5, 0.06 late. A slice whose tags are gone early cannot be tracked late.
