@@ -40,7 +40,12 @@ def test_broken_aws_configs_are_rejected(aws, mutate, error):
 
 
 def test_aws_config_semantics(aws):
-    assert aws["docker"]["image"] == f"rayproject/ray:{ray.__version__}-py311-gpu"
+    import raytag
+
+    assert aws["docker"]["image"].endswith(f"/raytag:{raytag.__version__}")  # the Dockerfile's
+    assert aws["setup_commands"] == []  # nothing installed at node start: it is in the image
+    assert ".venv" in aws["rsync_exclude"] and ".gitignore" in aws["rsync_filter"]
+    assert aws["available_node_types"]["gpu"]["resources"].get("GPU") == 1
     assert any("--shm-size" in o for o in aws["docker"]["run_options"])
     head_start = " ".join(aws["head_start_ray_commands"])
     assert "--num-cpus=0" in head_start and "--metrics-export-port" in head_start
@@ -63,6 +68,29 @@ def test_runtime_env_is_valid_for_ray():
 
     env = yaml.safe_load((ROOT / "cluster" / "runtime_env.yaml").read_text())
     RuntimeEnv(**env)  # raises on unknown fields or wrong types
-    pins = " ".join(env["pip"])
-    assert "ray" not in [p.split(">")[0].split("=")[0] for p in env["pip"]]  # image's Ray
-    assert "torch" in pins and "pydicom" in pins
+    assert "pip" not in env  # the image has raytag and its locked dependencies
+    assert env["env_vars"]["AWS_REGION"]
+
+
+def test_dockerfile_builds_on_the_pinned_ray_and_installs_raytag_from_the_repo():
+    import re
+
+    text = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"^FROM\s+(\S+)", text, re.M).group(1)
+    assert base == f"rayproject/ray:{ray.__version__}-py311-gpu"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'"ray[data,train,default]=={ray.__version__}"' in pyproject
+    installs = [ln for ln in re.sub(r"\\\n\s*", " ", text).splitlines()
+                if "pip install" in ln]
+    assert installs, "the Dockerfile installs nothing"
+    for line in installs:
+        args = line.split("pip install", 1)[1].split("&&")[0].split()
+        assert "-c" in args, f"unconstrained install: {line}"
+        targets = [a.strip('"') for a in args if not a.startswith("-")
+                   and not a.endswith("constraints.txt")]
+        assert targets and all(t.startswith("/home/ray/raytag") for t in targets), line
+    for line in (ROOT / "cluster" / "image" / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            assert re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.+]+", line.strip()), line
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".git" in ignored

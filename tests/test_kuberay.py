@@ -260,11 +260,15 @@ def validate(doc: dict) -> None:
             mounts = {m["name"] for m in c.get("volumeMounts", []) if m["mountPath"] == "/dev/shm"}
             assert mounts & shm, f"{name}/{c['name']}: /dev/shm not mounted"
 
-    # Image tag pinned to the Ray version raytag pins (rayproject/ray:<version>[-suffix]).
+    # The raytag image (the Dockerfile: FROM the Ray version raytag pins), at raytag's version.
+    import raytag
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"FROM rayproject/ray:{ray.__version__}-" in dockerfile
     for c in _all_containers(doc):
-        m = re.fullmatch(r"rayproject/ray(?:-ml)?:(\d+\.\d+\.\d+)(?:-[\w.-]+)?", c["image"])
+        m = re.fullmatch(r"[\w.-]+(?:/[\w.-]+)*/raytag:([\w.-]+)", c["image"])
         assert m, f"unexpected image {c['image']!r}"
-        assert m.group(1) == ray.__version__, (c["image"], ray.__version__)
+        assert m.group(1) == raytag.__version__, (c["image"], raytag.__version__)
 
     # Token authentication stays on; the token comes from the Secret in every container.
     for path, key, value in _walk(doc):
@@ -289,11 +293,13 @@ def validate(doc: dict) -> None:
         assert js.get("ttlSecondsAfterFinished") == 600
         argv = js["entrypoint"].split()
         assert argv[0] == "python" and "--input" in argv and "--output" in argv
-        assert (ROOT / argv[1]).is_file(), f"entrypoint script {argv[1]} not in the repo"
+        # the script is the image's copy of this repository (/home/ray/raytag)
+        assert argv[1].startswith("/home/ray/raytag/"), argv[1]
+        script = ROOT / argv[1].removeprefix("/home/ray/raytag/")
+        assert script.is_file(), f"entrypoint script {argv[1]} not in the repo"
         runtime_env = yaml.safe_load(js["runtimeEnvYAML"])
         assert isinstance(runtime_env, dict)
-        assert "working_dir" in runtime_env
-        assert any(str(p).startswith("raytag") for p in runtime_env.get("pip", []))
+        assert "pip" not in runtime_env, "packages come from the image, never by name"
 
 
 # --- fixtures and tests -----------------------------------------------------------------
@@ -411,14 +417,16 @@ def test_mutated_raycluster_rejected(raycluster, name):
     [
         lambda s: s.update(submissionMode="Kubernetes"),
         lambda s: s.update(shutdownAfterJobFinishes="yes"),
-        lambda s: s.update(entrypoint="python jobs/no_such_script.py --input a --output b"),
+        lambda s: s.update(entrypoint="python /home/ray/raytag/jobs/no_such_script.py "
+                                      "--input a --output b"),
         lambda s: s.pop("rayClusterSpec"),
         lambda s: s["rayClusterSpec"]["workerGroupSpecs"][0]["rayStartParams"].update(
             {"num-gpus": 0}
         ),
-        lambda s: s.update(runtimeEnvYAML="env_vars: {AWS_REGION: eu-west-2}"),
+        lambda s: s.update(runtimeEnvYAML="pip: [raytag]\nenv_vars: {AWS_REGION: eu-west-2}"),
     ],
-    ids=["bad-mode", "non-bool-shutdown", "missing-script", "no-cluster", "int-param", "no-pip"],
+    ids=["bad-mode", "non-bool-shutdown", "missing-script", "no-cluster", "int-param",
+         "pip-by-name"],
 )
 def test_mutated_rayjob_rejected(rayjob, mutate):
     doc = copy.deepcopy(rayjob)
