@@ -193,14 +193,14 @@ def test_group_table_welch_and_reference_group(tmp_path):
     results.append(_strain_row("9000003", 1, -0.5))  # basal: never used for Table 3
     rows = {r["group"]: r for r in tables.group_table(groups, _slices(tmp_path, "g", results))}
     ref_vals, ha = [-0.20, -0.21, -0.19], [-0.17, -0.16, -0.15]
-    assert rows["reference"]["pred_n"] == 3
-    assert rows["reference"]["pred_mean"] == pytest.approx(-0.20)
+    assert rows["control"]["pred_n"] == 3
+    assert rows["control"]["pred_mean"] == pytest.approx(-0.20)
     assert rows["heart_attack"]["pred_n"] == 3
     assert rows["heart_attack"]["pred_diff"] == pytest.approx(0.04)
     w = sps.ttest_ind(ha, ref_vals, equal_var=False)
     assert rows["heart_attack"]["pred_p"] == pytest.approx(w.pvalue)
     assert rows["diabetes"]["pred_n"] == 2
-    assert "ref_n" not in rows["reference"]
+    assert "ref_n" not in rows["control"]
 
 
 def test_read_groups_errors(tmp_path):
@@ -304,7 +304,7 @@ def test_report_from_synthetic_cohort(synthetic_run, tmp_path):
     assert doc["meta"]["ok_rows"] == len(ok) and doc["meta"]["paired_slices"] == len(ok)
     # Table 3 present with the reference side by side
     groups = {r["group"]: r for r in doc["tables"]["groups"]}
-    assert set(groups) == {"reference", "impaired"} and "ref_mean" in groups["reference"]
+    assert set(groups) == {"control", "impaired"} and "ref_mean" in groups["control"]
     # every table also as CSV; the page has every section and its figures
     for name in ("agreement", "landmarks", "groups", "qc_cases", "failures", "status"):
         assert (out / "tables" / f"{name}.csv").read_text().startswith(
@@ -318,6 +318,14 @@ def test_report_from_synthetic_cohort(synthetic_run, tmp_path):
     n_img = page.count("<img ")
     assert n_img == 2 + rep["qc_cases_shown"] == 3  # Bland-Altman, curves, QC panels
     assert page.count("data:image/png;base64,") == n_img
+    # words a reader needs: the caution for synthetic-trained weights, severity defined,
+    # the QC flag rate (hand-counted from the results), the curves' band explained
+    assert "trained on synthetic cines only" in page
+    assert "Severity: how far the worst criterion is beyond its limit" in page
+    flagged = sum(1 for r in ok if r["qc_flags"])
+    assert doc["tables"]["qc_flags"][-1] == {"flag": "any", "slices": flagged}
+    assert f"{flagged} of {len(ok)} ok slices" in page
+    assert "band is \u00b1 1 SD" in page or "band is ± 1 SD" in page
 
 
 def test_report_without_reference_from_s3(synthetic_run, s3_bucket, tmp_path):

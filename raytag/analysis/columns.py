@@ -44,6 +44,9 @@ _SCALARS = ["eid", "instance", "slice_index", "slice_label", "status", "reason",
             "error", "es_frame", "model_version", "source_uri", *STRAINS]
 
 
+#: The region shown for rows without a slice (a participant that failed as a whole).
+UNKNOWN_REGION = "whole participant"
+
 def _ints(col: pa.ChunkedArray) -> np.ndarray:
     """Nullable integers -> int64 with 0 for null (the report's key convention)."""
     return pc.fill_null(col.cast(pa.int64()), 0).to_numpy()
@@ -63,7 +66,8 @@ class Slices:
     """Scalar columns of a results (or reference) table, sorted by key.
 
     ``eid`` str, ``instance``/``slice_index`` int (0 where null), ``label`` (basal/mid/
-    apical, "?" when unknown), ``status``, ``reason``, ``stage``, ``error``, ``source_uri``,
+    apical; :data:`UNKNOWN_REGION` for a participant that failed before its slices were
+    read), ``status``, ``reason``, ``stage``, ``error``, ``source_uri``,
     ``model_version`` (object arrays, None where null), ``es_frame`` int (-1 where null),
     ``strains`` {column: float64 (N,), NaN where null}, and ``uri`` the table's location.
     """
@@ -111,7 +115,7 @@ def load_slices(uri: str) -> Slices:
     instance, slice_index = _ints(t["instance"]), _ints(t["slice_index"])
     order = np.lexsort((slice_index, instance, eid))
     labels = _strs(t["slice_label"])
-    labels = np.array([lab if lab else SLICE_LABELS.get(int(i), "?")
+    labels = np.array([lab if lab else SLICE_LABELS.get(int(i), UNKNOWN_REGION)
                        for lab, i in zip(labels, slice_index, strict=True)], dtype=object)
     strains = {c: _floats(t[c])[order] for c in STRAINS}
     has = all(t[c].null_count < t.num_rows for c in STRAINS) if t.num_rows else True

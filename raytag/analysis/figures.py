@@ -117,25 +117,39 @@ def _curve(row: Mapping | None, name: str) -> np.ndarray | None:
 
 
 def curves_png(pred: Mapping[str, Mapping[str, np.ndarray]],
-               ref: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> bytes:
-    """Mean +- SD strain curves per region (global circ and radial), predicted and, with a
-    reference, the reference's curves dashed. ``pred``/``ref``: {region: {curve name:
-    (n, T) array}}, rows with missing curves all-NaN (dropped here)."""
-    fig = Figure(figsize=(3.2 * len(REGIONS), 5.0))
-    axes = fig.subplots(2, len(REGIONS), squeeze=False)
+               ref: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+               percent: bool = False) -> bytes:
+    """Mean strain curves per region and kind (all five: :data:`raytag.strain.CURVE_NAMES`),
+    the band +- 1 SD over slices; predicted solid, reference dashed. ``pred``/``ref``:
+    {region: {curve name: (n, T) array}}, rows with missing curves all-NaN (dropped here).
+    ``percent``: values times 100."""
+    from matplotlib.ticker import MaxNLocator
+
+    from raytag.strain import CURVE_NAMES
+
+    scale = 100.0 if percent else 1.0
+    names = [n for n in CURVE_NAMES if any(n in (pred.get(r) or {}) for r in REGIONS)]
+    fig = Figure(figsize=(3.4 * len(REGIONS), 2.3 * max(len(names), 1)))
+    axes = fig.subplots(max(len(names), 1), len(REGIONS), squeeze=False)
     for j, region in enumerate(REGIONS):
-        for i, name in enumerate(("circ_global", "radial")):
+        for i, name in enumerate(names):
             ax = axes[i, j]
-            _curve_band(ax, _present(pred.get(region, {}).get(name)), PRED_COLOR, "predicted")
+            got = _present(pred.get(region, {}).get(name))
+            _curve_band(ax, None if got is None else got * scale, PRED_COLOR, "predicted")
             if ref:
-                _curve_band(ax, _present(ref.get(region, {}).get(name)), REF_COLOR,
+                got = _present(ref.get(region, {}).get(name))
+                _curve_band(ax, None if got is None else got * scale, REF_COLOR,
                             "reference", ls="--")
             ax.set_title(f"{name.replace('_', ' ')}, {region}", fontsize=8)
             ax.axhline(0, color="#999999", lw=0.6)
             ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(fontsize=6, loc="best")
-            if i == 1:
-                ax.set_xlabel("frame", fontsize=7)
+            if j == 0:
+                ax.set_ylabel("Green strain (%)" if percent else "Green strain (fraction)",
+                              fontsize=7)
+            if i == len(names) - 1:
+                ax.set_xlabel("frame (0 = end-diastole)", fontsize=7)
     fig.tight_layout()
     return to_png(fig)
 
@@ -157,7 +171,7 @@ def qc_case_png(case: Mapping, pred: Mapping, ref: Mapping | None,
     es = (ref.get("es_frame") if ref is not None and ref.get("es_frame") is not None
           else es_p)
     es = 0 if es is None else int(es)
-    fig = Figure(figsize=(10.5, 3.3))
+    fig = Figure(figsize=(14.0, 4.6))
     axes = fig.subplots(1, 3)
     for ax, t, label in ((axes[0], 0, "ED"), (axes[1], es, f"ES (frame {es})")):
         shown = [p[t] for p in (lp, lr) if p is not None and t < len(p)]
@@ -178,9 +192,14 @@ def qc_case_png(case: Mapping, pred: Mapping, ref: Mapping | None,
                 xlo, xhi, ylo, yhi = zoom_window(np.array(box, dtype=float), pts, shape)
                 ax.set_xlim(xlo, xhi)
                 ax.set_ylim(yhi, ylo)
-        for p, color, name in ((lp, PRED_COLOR, "predicted"), (lr, REF_COLOR, "reference")):
-            if p is not None and t < len(p):
-                ax.scatter(p[t, :, 0], p[t, :, 1], s=5, color=color, label=name)
+        # distinct markers, both visible where they overlap: predicted crosses under
+        # hollow reference circles
+        if lp is not None and t < len(lp):
+            ax.scatter(lp[t, :, 0], lp[t, :, 1], s=14, marker="x", linewidths=0.8,
+                       color=PRED_COLOR, label="predicted (x)", zorder=2)
+        if lr is not None and t < len(lr):
+            ax.scatter(lr[t, :, 0], lr[t, :, 1], s=18, marker="o", facecolors="none",
+                       edgecolors=REF_COLOR, linewidths=0.8, label="reference (o)", zorder=3)
         ax.set_title(label, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -193,8 +212,11 @@ def qc_case_png(case: Mapping, pred: Mapping, ref: Mapping | None,
                 ax.plot(np.arange(c.size), c, color=color, ls=ls, lw=1.3,
                         label=f"{who} {name.replace('_', ' ')}")
     ax.axhline(0, color="#999999", lw=0.6)
-    ax.set_xlabel("frame", fontsize=7)
-    ax.set_ylabel("Green strain", fontsize=7)
+    ax.set_xlabel("frame (0 = end-diastole)", fontsize=7)
+    ax.set_ylabel("Green strain (fraction)", fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=6)
     eid, inst, idx = case["key"]

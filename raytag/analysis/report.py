@@ -30,6 +30,7 @@ from raytag.analysis import html as H
 from raytag.analysis.stats import LOA_Z
 from raytag.io import read_participant, storage
 from raytag.io.tables import read_groups
+from raytag.strain import CURVE_NAMES
 
 __all__ = ["build_report", "DEFAULT_MAX_CASES"]
 
@@ -106,9 +107,9 @@ def _group_html(rows, with_ref: bool) -> str:
         cols += [(f"n ({name})", lambda r, s=src: H.fmt(r[f"{s}_n"])),
                  (f"Mid circ ({name})", lambda r, s=src: H.pm(r[f"{s}_mean"], r[f"{s}_sd"])),
                  (f"Difference [95% CI] ({name})", lambda r, s=src: "" if r["group"] ==
-                  "reference" else f"{H.fmt(r[f'{s}_diff'])} [{H.fmt(r[f'{s}_ci_low'])}, "
+                  tables.CONTROL else f"{H.fmt(r[f'{s}_diff'])} [{H.fmt(r[f'{s}_ci_low'])}, "
                   f"{H.fmt(r[f'{s}_ci_high'])}]"),
-                 (f"p Welch ({name})", lambda r, s=src: "" if r["group"] == "reference"
+                 (f"p Welch ({name})", lambda r, s=src: "" if r["group"] == tables.CONTROL
                   else H.pvalue(r[f"{s}_p"]))]
     return H.table(rows, cols)
 
@@ -226,15 +227,25 @@ def _compute(results_uri, reference_uri, groups_uri, max_cases, echo, bar) -> di
             "has_groups": groups is not None}
 
 
+def _curve_names(uri: str) -> tuple[str, ...]:
+    """The strain curves a table has (a manual reference may hold only some)."""
+    from raytag.io.tables import results_dataset
+
+    dataset = results_dataset(uri)
+    have = set(dataset.schema.names) if dataset is not None else set()
+    return tuple(n for n in CURVE_NAMES if n in have)
+
+
 def _curves(results, reference, pairs):
     """{region: {name: (n, T)}} of the ok results (and of their reference slices)."""
     ok = np.nonzero(results.ok)[0]
-    got = columns.read_curves(results.uri, results, ok)
+    got = columns.read_curves(results.uri, results, ok, names=_curve_names(results.uri))
     pred = {region: {n: v[results.label[ok] == region] for n, v in got.items()}
             for region in columns.REGIONS}
     if pairs is None or not pairs.n:
         return pred, None
-    got = columns.read_curves(reference.uri, reference, pairs.ref)
+    got = columns.read_curves(reference.uri, reference, pairs.ref,
+                              names=_curve_names(reference.uri))
     ref = {region: {n: v[pairs.label == region] for n, v in got.items()}
            for region in columns.REGIONS}
     return pred, ref
@@ -273,13 +284,20 @@ def render_report(data: dict, title: str | None = None) -> str:
             H.image(images["distributions"], "ES strain distributions"),
             anchor="distributions"))
     sections.append(H.section(
-        "Strain curves", H.image(images["curves"], "strain curves"), anchor="curves"))
+        "Strain curves",
+        H.paragraph("Per region and strain kind: the mean curve over ok slices, the shaded "
+                    "band is \u00b1 1 SD across slices at each frame; frame 0 is "
+                    "end-diastole (the reference of Green strain)."
+                    + (" Predicted solid, reference dashed." if data["has_reference"]
+                       else "")),
+        H.image(images["curves"], "strain curves"), anchor="curves"))
     if data["has_groups"]:
         sections.append(H.section(
             "Groups (Table 3)",
             H.paragraph("Mid-ventricular ES global circumferential strain per group; "
-                        "difference = group - reference group (participants with none of "
-                        "the flags), Welch's t-test and its 95% CI. "
+                        "difference = group - control group (participants with none of "
+                        "the groups file's flags; not to be confused with the reference "
+                        "measurement of Table 2), Welch's t-test and its 95% CI. "
                         f"{meta['participants_without_group']} participants are not in "
                         "the groups file."),
             _group_html(out_tables["groups"], data["has_reference"]), anchor="groups"))
@@ -293,20 +311,47 @@ def render_report(data: dict, title: str | None = None) -> str:
         "Quality control",
         H.paragraph(f"Cases worth a look ({meta['qc_criteria']}): {n_cases}; the worst "
                     f"{len(data['panels'])} are shown with ED and ES frames, "
-                    "predicted (red) and reference (blue) landmarks and strain curves."),
+                    "predicted (red crosses) and reference (blue circles) landmarks and "
+                    "strain curves. Severity: how far the worst criterion is beyond its "
+                    "limit, as a ratio (1.0 at the limit, 1.5 = 50% beyond it); without a "
+                    "reference, |robust z| / 3.5."),
         _qc_html(out_tables["qc_cases"]), *panels, anchor="qc"))
     sections.append(H.section(
         "Rows, failures and QC flags",
         H.paragraph("Rows by region and status:"), _simple_html(out_tables["status"]),
         H.paragraph("Failed slices by reason (excluded from every statistic above):"),
         _simple_html(out_tables["failures"]),
-        H.paragraph("QC flags:"), _simple_html(out_tables["qc_flags"]),
+        H.paragraph(f"QC flags ({_flag_rate(out_tables['qc_flags'], meta['ok_rows'])}). A "
+                    "flagged slice is still measured and counted above: the flag says what "
+                    "to look at before trusting it (docs/results.md lists every flag: "
+                    "ingest quirks, implausible strain, tag quality such as "
+                    "tags_faded_early or phase_inconsistent)."),
+        _simple_html(out_tables["qc_flags"]),
         anchor="rows"))
     intro = H.paragraph(
         f"{meta['participants']} participants, {meta['rows']} slice rows "
         f"({meta['ok_rows']} ok); model {', '.join(meta['model_versions'])}; "
         f"raytag {__version__}; created {meta['created']}.")
-    return H.page(title or "raytag report", intro, *sections)
+    caution = H.paragraph(
+        "Caution: these networks were trained on synthetic cines only (raytag's generator "
+        "families; see the model card). Their accuracy on real UK Biobank images has not "
+        "been measured: treat strain values as research output until validated against "
+        "manual analysis.", "caution") if _synthetic_weights(meta["model_versions"]) else ""
+    return H.page(title or "raytag report", intro, caution, *sections)
+
+
+def _synthetic_weights(model_versions) -> bool:
+    """True unless every model version names weights trained on real data (``real:`` in
+    the version string, which synthetic-trained checkpoints never carry)."""
+    return any(v and "real:" not in v for v in model_versions)
+
+
+def _flag_rate(rows, ok_rows: int) -> str:
+    """How many ok slices carry any flag, as words (the flag table counts per flag)."""
+    flagged = next((r.get("slices") for r in rows if r.get("flag") == "any"), None)
+    if flagged is None or not ok_rows:
+        return "counts per flag"
+    return f"{flagged} of {ok_rows} ok slices ({100 * flagged / ok_rows:.0f}%) carry one or more"
 
 
 def write_report(data: dict, page: str, out: str) -> dict:

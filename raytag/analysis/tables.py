@@ -22,6 +22,7 @@ from raytag.analysis.stats import (
     robust_z,
     welch_difference,
 )
+from raytag.constants import STATUS_OK
 from raytag.io.tables import iter_results
 
 __all__ = [
@@ -76,11 +77,16 @@ def _mid_circ(slices: Slices, rows: np.ndarray, values: np.ndarray) -> dict[str,
     return out
 
 
+#: Table 3's comparison group: participants with none of the groups file's flags.
+CONTROL = "control"
+
+
 def group_table(groups: dict[str, dict[str, bool]], results: Slices,
                 pairs: Pairs | None = None) -> list[dict]:
-    """Table 3: mid global circ strain per group vs the reference group (no flags set).
+    """Table 3: mid global circ strain per group vs the control group (no flags set).
 
-    One row for the reference group, then one per flag: ``pred_n``/``pred_mean``/
+    One row for the control group (``group == "control"``: not to be confused with the
+    reference *measurement*, ``ref_*``), then one per flag: ``pred_n``/``pred_mean``/
     ``pred_sd`` and Welch ``pred_diff``/``pred_ci_low``/``pred_ci_high``/``pred_p`` (and
     ``ref_*`` from the reference strains of the same slices when ``pairs`` is given).
     """
@@ -89,18 +95,18 @@ def group_table(groups: dict[str, dict[str, bool]], results: Slices,
     if pairs is not None:
         sources["ref"] = _mid_circ(results, pairs.res, pairs.refs["es_circ_global"])
     flags = list(next(iter(groups.values()), {}))
-    members = {"reference": {e for e, f in groups.items() if not any(f.values())}}
+    members = {CONTROL: {e for e, f in groups.items() if not any(f.values())}}
     members |= {f: {e for e, fl in groups.items() if fl[f]} for f in flags}
     rows = []
     for name, eids in members.items():
         row = {"group": name}
         for src, values in sources.items():
             a = [values[e] for e in eids if e in values]
-            b = [values[e] for e in members["reference"] if e in values]
+            b = [values[e] for e in members[CONTROL] if e in values]
             w = welch_difference(a, b)
             row[f"{src}_n"], row[f"{src}_mean"], row[f"{src}_sd"] = w["n_a"], w["mean_a"], \
                 w["sd_a"]
-            if name != "reference":
+            if name != CONTROL:
                 row |= {f"{src}_diff": w["diff"], f"{src}_ci_low": w["ci_low"],
                         f"{src}_ci_high": w["ci_high"], f"{src}_p": w["p"]}
         rows.append(row)
@@ -199,13 +205,21 @@ def failure_table(results: Slices) -> list[dict]:
 
 def qc_flag_table(uri: str, batch_rows: int = 65536) -> list[dict]:
     """QC flags (e.g. ``padded_frames``) by slices flagged, over all rows (read in batches
-    of the ``qc_flags`` column only)."""
+    of the ``qc_flags`` and ``status`` columns only), then one row ``any``: the ``ok``
+    slices that carry at least one flag."""
     counts: Counter = Counter()
-    for batch in iter_results(uri, ["qc_flags"], batch_rows):
-        flat = pc.list_flatten(batch["qc_flags"].cast(pa.list_(pa.string())))
+    any_ok = 0
+    for batch in iter_results(uri, ["qc_flags", "status"], batch_rows):
+        flags = batch["qc_flags"].cast(pa.list_(pa.string()))
+        flat = pc.list_flatten(flags)
         for item in pc.value_counts(flat).to_pylist():
             counts[item["values"]] += item["counts"]
-    return [{"flag": f, "slices": n} for f, n in sorted(counts.items(), key=lambda x: -x[1])]
+        lengths = pc.fill_null(pc.list_value_length(flags), 0)
+        ok = pc.equal(batch["status"], STATUS_OK)
+        any_ok += int(pc.sum(pc.and_(pc.fill_null(ok, False),
+                                     pc.greater(lengths, 0))).as_py() or 0)
+    rows = [{"flag": f, "slices": n} for f, n in sorted(counts.items(), key=lambda x: -x[1])]
+    return rows + [{"flag": "any", "slices": any_ok}]
 
 
 def distribution_table(results: Slices) -> list[dict]:
