@@ -99,6 +99,18 @@ def benchmarks_block() -> str:
     else:
         rows.append("| `raytag run` vs an in-process loop | not measured at this commit | "
                     "`pipeline_throughput.py` |")
+    pm = _load("pipeline_memory.json")
+    if pm:
+        runs = pm["runs"]
+        sizes = " vs ".join(str(x["participants"]) for x in runs)
+        pss = " vs ".join(f"{x['peak_pss_mb']:.0f}" for x in runs)
+        starts = ", ".join(str(x["model_actors_created"]) for x in runs)
+        rows.append(f"| `raytag run` memory, {sizes} participants (this run's processes, "
+                    f"PSS) | peak {pss} MB ({pm['peak_pss_ratio_last_over_first']:.2f}x); "
+                    f"model actors started: {starts} | `pipeline_memory.py` |")
+    else:
+        rows.append("| `raytag run` memory as the cohort grows | not measured at this commit | "
+                    "`pipeline_memory.py` |")
     r = _load("report_scale.json")
     if r:
         for run in r["runs"]:
