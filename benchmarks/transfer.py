@@ -38,11 +38,16 @@ from raytag.metrics import summarise
 from raytag.models.weights import load_predictor
 from raytag.phantom.cohort import SynthConfig, generate_participant
 from raytag.phantom.families import FAMILIES
+from raytag.pipeline.stages import qc_flags_for
 from raytag.tracking.measure import TRACKERS, measure_slice
+
+#: Flags whose rows a careful analysis drops (docs/results.md).
+DROP_FLAGS = {"implausible_circ_strain", "implausible_radial_strain", "no_contraction",
+              "landmarks_outside_roi", "phase_inconsistent", "tags_faded_early"}
 
 #: Test seeds per family (fixed, never used to train or tune).
 TEST_SEEDS = {"disc": 9301, "thorax": 9302, "patchwork": 9303}
-KEYS = ("centre_error_mm_median", "iou_mean", "rmse_ed_mm_mean", "rmse_es_mm_mean",
+KEYS = ("kept_fraction", "centre_error_mm_median", "iou_mean", "rmse_ed_mm_mean", "rmse_es_mm_mean",
         "es_circ_global_bias", "es_circ_global_sd", "es_circ_global_true_sd",
         "es_circ_global_r", "es_circ_midwall_bias", "es_circ_midwall_sd", "es_radial_bias",
         "es_radial_sd", "es_radial_true_sd", "es_radial_r", "n_slices", "seconds_per_slice")
@@ -95,11 +100,23 @@ def evaluate_family(predictor, items, trackers, batch: int = 8) -> dict:
                                          else [None] * len(n.bbox_px))]
         for tracker in trackers:
             t0 = time.perf_counter()
-            tracked = [measure_slice(it.record.frames, it.record.frame_valid,
-                                     it.record.pixel_spacing_mm, lm, tracker, ed).landmarks_px
-                       for it, lm, ed in zip(items, lms, eds, strict=True)]
+            measured = [measure_slice(it.record.frames, it.record.frame_valid,
+                                      it.record.pixel_spacing_mm, lm, tracker, ed)
+                        for it, lm, ed in zip(items, lms, eds, strict=True)]
+            tracked = [m.landmarks_px for m in measured]
             seconds = net_seconds + time.perf_counter() - t0
             out[f"{mode}/{tracker}"] = _metrics(items, tracked, boxes, seconds)
+            if mode == "end_to_end":
+                # what a user who drops flagged rows gets: the pipeline's measurement flags
+                # and the tag-quality flags, as raytag run would set them
+                keep = [i for i, m in enumerate(measured)
+                        if not (set(qc_flags_for(m.strains, m.landmarks_px, boxes[i]))
+                                | set(m.qc_flags)) & DROP_FLAGS]
+                if keep:
+                    m = _metrics([items[i] for i in keep], [tracked[i] for i in keep],
+                                 [boxes[i] for i in keep], seconds)
+                    m["kept_fraction"] = len(keep) / len(items)
+                    out[f"{mode}/{tracker}_unflagged"] = m
     t0 = time.perf_counter()
     harp = [measure_slice(it.record.frames, it.record.frame_valid, it.record.pixel_spacing_mm,
                           it.landmarks_px, "harp").landmarks_px for it in items]

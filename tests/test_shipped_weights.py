@@ -1,10 +1,13 @@
 """The shipped default weights, checked for real on a fresh synthetic cohort.
 
 The cohort's seed (31337) is used nowhere in training or model selection (the card lists
-the seeds), so this is held-out data. Bounds leave room for 24 slices' sampling noise
-(about 1.5-2x the values measured here) but a broken model fails them: untrained networks
-give IoU ~0.54, landmark RMSE near 30 mm, an ES circ bias of about +0.23 and no correlation
-with the truth.
+the seeds), so this is held-out data of a family the weights were trained on (``disc``).
+The bounds are the model card's claims for that family (transfer table, end to end with
+the default HARP tracker: IoU 0.912, RMSE ES 2.93 mm, ES circ +0.029 +- 0.023 with r 0.77,
+radial +0.149 +- 0.346) with room for 24 slices' sampling noise; a broken model fails them:
+untrained networks give IoU ~0.54, landmark RMSE near 30 mm and no correlation with the
+truth. The circumferential error SD must also stay below the truth's own SD (skill beyond
+predicting the cohort mean).
 """
 
 from __future__ import annotations
@@ -42,16 +45,19 @@ def test_shipped_weights_measure_strain_on_a_fresh_cohort(fresh_cohort):
     a = predict_labelled(predictor, fresh_cohort)
     m = summarise(a["pred_mm"], a["true_mm"], a["valid"], a["es"], a["pred_box"],
                   a["true_box"])
-    # measured for the shipped pair on this cohort: IoU 0.90, RMSE ES 2.37 mm, ES circ
-    # error -0.018 +- 0.031, r 0.78; untrained: IoU ~0.54, RMSE ~30 mm, bias ~+0.23, r ~0
+    # measured for the shipped weights on this cohort: IoU 0.894, RMSE ES 3.26 mm, ES circ
+    # error +0.032 +- 0.021 (truth SD 0.036, r 0.87), radial +0.157 +- 0.291
     assert m["n_slices"] == 24
-    assert m["iou_mean"] >= 0.80, m
+    assert m["iou_mean"] >= 0.85, m
     assert m["rmse_es_mm_mean"] <= 4.0, m
-    assert abs(m["es_circ_global_bias"]) <= 0.04, m
-    assert m["es_circ_global_sd"] <= 0.06, m
+    assert abs(m["es_circ_global_bias"]) <= 0.05, m
+    assert m["es_circ_global_sd"] <= min(0.035, m["es_circ_global_true_sd"]), m
+    # radial: the card says it is not usable yet (error SD above the truth's); what it
+    # claims is bounded, so a track that explodes still fails here
+    assert abs(m["es_radial_bias"]) <= 0.3 and m["es_radial_sd"] <= 0.45, m
     # error SD alone cannot catch a model that outputs the population mean: the predicted
     # ES circ strain must also follow the truth from slice to slice
     pred = compute_strains(a["pred_mm"], a["valid"], a["es"])
     true = compute_strains(a["true_mm"], a["valid"], a["es"])
     r = np.corrcoef(pred["es_circ_global"], true["es_circ_global"])[0, 1]
-    assert r >= 0.5, r
+    assert r >= 0.6, r

@@ -228,8 +228,11 @@ class ResultWriter:
             have = sum(p.num_rows for p in parts)
             if have >= int(rows.column("participant_rows")[0].as_py()):
                 self._complete(uri, pa.concat_tables(self.partial.pop(uri)))
-        if self.ready_rows >= self.rows_per_file or (
-                self.ready and time.monotonic() - self.last_flush > self.flush_seconds):
+                # checked per participant: a batch holding many participants still
+                # commits every rows_per_file rows, so a kill loses little
+                if self.ready_rows >= self.rows_per_file:
+                    self.flush()
+        if self.ready and time.monotonic() - self.last_flush > self.flush_seconds:
             self.flush()
 
     def _complete(self, uri: str, rows: pa.Table) -> None:
