@@ -143,9 +143,8 @@ def train_network(
         run_config=RunConfig(
             name=f"{name}-{kind}", storage_path=storage_path,
             failure_config=FailureConfig(max_failures=max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2,
-                                               checkpoint_score_attribute="val_score",
-                                               checkpoint_score_order="max"),
+            # the latest two (for resuming); each carries the best epoch's model (BEST_FILE)
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=[progress.callback],
         ),
         datasets={"train": datasets["train"], "val": datasets["val"]},
@@ -155,22 +154,28 @@ def train_network(
     with progress:
         result = trainer.fit()
     seconds = time.perf_counter() - t0
-    best = max(result.best_checkpoints, key=lambda cm: cm[1].get("val_score", -np.inf))
-    checkpoint, metrics = best
-    history = []
-    if result.checkpoint is not None:  # the latest: its state holds every epoch's metrics
-        import torch
+    if result.checkpoint is None:
+        raise RuntimeError(f"training {kind} produced no checkpoint (see {storage_path})")
+    import torch
 
-        from raytag.train.loop import STATE_FILE
+    from raytag.models.checkpoint import load_checkpoint
+    from raytag.train.loop import BEST_FILE, STATE_FILE
 
-        with result.checkpoint.as_directory() as d:
-            history = torch.load(os.path.join(d, STATE_FILE), map_location="cpu",
-                                 weights_only=True).get("history", [])
+    # The latest checkpoint holds every epoch's metrics and the best epoch's model file (the
+    # loop's own choice: highest validation score, earliest on ties).
+    with result.checkpoint.as_directory() as d:
+        history = torch.load(os.path.join(d, STATE_FILE), map_location="cpu",
+                             weights_only=True).get("history", [])
+        best_file = os.path.join(d, BEST_FILE)
+        if not os.path.exists(best_file):  # a run checkpointed before BEST_FILE existed
+            best_file = os.path.join(d, MODEL_FILE)
+        with open(best_file, "rb") as f:
+            best_bytes = f.read()
+        metrics = load_checkpoint(best_file).meta["metrics"]
     exported = None
     if out_dir:
         exported = storage.join(out_dir, f"{kind}.pt")
-        with checkpoint.as_directory() as d:
-            storage.write_bytes(exported, open(os.path.join(d, MODEL_FILE), "rb").read())
+        storage.write_bytes(exported, best_bytes)
     echo(f"train {kind}: best epoch {metrics.get('epoch')} val_score "
          f"{metrics.get('val_score'):.4f} ({seconds:.0f} s this run)")
     return {"kind": kind, "metrics": metrics, "last": result.metrics, "seconds": seconds,

@@ -29,6 +29,9 @@ from raytag.train.schedules import localiser_lr, tracker_lr
 __all__ = ["train_loop_per_worker", "validate"]
 
 MODEL_FILE = "model.pt"
+# The best epoch so far (by validation score, earliest on ties), carried in every checkpoint
+# so that the export never depends on which checkpoints Ray chose to keep.
+BEST_FILE = "best_model.pt"
 STATE_FILE = "train_state.pt"
 
 
@@ -133,6 +136,7 @@ def train_loop_per_worker(config: dict) -> None:
     base_lr = config.get("lr") or (1e-3 if kind == "localiser" else 1e-4)
     optimiser = torch.optim.Adam(model.parameters(), lr=schedule(1, base_lr))
     start, best, stale, history = 1, -float("inf"), 0, []
+    best_model = b""  # bytes of the best epoch's checkpoint file (rank 0)
 
     checkpoint = ray.train.get_checkpoint()
     if not checkpoint and config.get("init_from"):
@@ -144,6 +148,10 @@ def train_loop_per_worker(config: dict) -> None:
         with checkpoint.as_directory() as d:
             state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu",
                                weights_only=True)
+            best_path = os.path.join(d, BEST_FILE)
+            if os.path.exists(best_path):
+                with open(best_path, "rb") as f:
+                    best_model = f.read()
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         start, best, stale = state["epoch"] + 1, state["best"], state["stale"]
@@ -216,6 +224,11 @@ def train_loop_per_worker(config: dict) -> None:
                                 training=config.get("training", {}),
                                 metrics={k: v for k, v in metrics.items()
                                          if isinstance(v, (int, float))})
+                if improved or not best_model:
+                    with open(os.path.join(d, MODEL_FILE), "rb") as f:
+                        best_model = f.read()
+                with open(os.path.join(d, BEST_FILE), "wb") as f:
+                    f.write(best_model)
                 torch.save({"model": _unwrap(model).state_dict(),
                             "optimiser": optimiser.state_dict(), "epoch": epoch,
                             "best": best, "stale": stale, "history": history},
