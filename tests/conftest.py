@@ -58,10 +58,13 @@ def s3_bucket(s3_endpoint, request):
 
 
 @pytest.fixture(scope="session")
-def ray_local():
+def ray_local(s3_endpoint):
     """One local Ray for the session: 2 CPUs, a private temp dir, no dashboard.
 
-    Shut down by its handle at the end (never ``ray stop``: that kills every Ray here).
+    It starts after the S3 endpoint so that its workers inherit the AWS variables, as the
+    nodes of a real cluster carry them (a worker's environment is fixed when Ray starts:
+    variables the driver sets later never reach it). Shut down by its handle at the end
+    (never ``ray stop``: that kills every Ray here).
     """
     import shutil
     import tempfile
