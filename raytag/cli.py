@@ -33,7 +33,7 @@ EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 #: Trackers and retry policies, as data (importing raytag.tracking / pipeline here would
 #: slow ``raytag --help``); tests check they equal the modules' own tuples.
-TRACKERS = ("network", "harp", "hybrid")
+TRACKERS = ("network", "harp", "hybrid", "tags")
 RETRY_POLICIES = ("none", "transient", "all")
 
 

@@ -10,6 +10,8 @@ import os
 import statistics
 import subprocess
 import sys
+import shutil
+import tempfile
 import textwrap
 import time
 
@@ -427,12 +429,14 @@ def test_rerun_after_kill_9_is_exactly_once(cohort, tmp_path, ray_local):
 
 
 _GPU_SCRIPT = textwrap.dedent("""
-    import json, sys, tempfile
+    import json, os, sys
     import ray
     from ray.cluster_utils import Cluster
+    # RAY_TMPDIR (set by the test) is private: Cluster writes its address file there,
+    # never into a /tmp/ray that other Rays on this machine read
+    os.makedirs(os.path.join(os.environ["RAY_TMPDIR"], "ray"), exist_ok=True)
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "temp_dir": tempfile.mkdtemp(prefix="rg", dir="/tmp"),
-        "include_dashboard": False})
+        "num_cpus": 1, "include_dashboard": False})
     gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
     ray.init(address=cluster.address, log_to_driver=False)
     from raytag.pipeline.run import read_results, run_cohort
@@ -448,8 +452,13 @@ _GPU_SCRIPT = textwrap.dedent("""
 def test_model_actors_go_to_the_gpu_node_and_decoding_elsewhere(cohort, tmp_path):
     # The node only *advertises* a GPU; the actors must still run (torch picks its device
     # from torch.cuda.is_available(), not from Ray's GPU ids).
-    done = subprocess.run([sys.executable, "-c", _GPU_SCRIPT, cohort, str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=600)
+    private = tempfile.mkdtemp(prefix="rg", dir="/tmp")  # short: Ray's socket paths
+    try:
+        done = subprocess.run([sys.executable, "-c", _GPU_SCRIPT, cohort, str(tmp_path / "out")],
+                              capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "RAY_TMPDIR": private})
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["resources"] == {"num_gpus": 1, "num_cpus": 1}

@@ -8,7 +8,11 @@ same code. Trackers (:data:`TRACKERS`):
 - ``harp``: the network's ED landmarks, moved through the cine by HARP
   (:func:`raytag.tracking.harp.track_harp`): motion from the tags, not from the anatomy;
 - ``hybrid``: HARP started in every frame from the network's landmarks (the network
-  arbitrates which tag is which, HARP makes the track phase-consistent).
+  arbitrates which tag is which, HARP makes the track phase-consistent);
+- ``tags``: the ED geometry from tag physics (:func:`raytag.tracking.edfit.fit_ed_geometry`:
+  the blood pool loses its tags, the wall keeps them), moved by HARP; the networks only
+  say where the heart is (and the septum's side when no right-ventricular blood shows).
+  Falls back to ``harp`` when the cine shows no washed-out cavity.
 
 Whatever the tracker, every slice gets tag QC: ``tag_contrast`` ``(T,)``,
 ``phase_residual_px`` of the reported track, and ``strain_uncertainty`` = the absolute
@@ -24,11 +28,12 @@ import numpy as np
 from raytag import geometry
 from raytag.strain import compute_strains
 from raytag.tracking import qc
+from raytag.tracking.edfit import MIN_CONTRAST, fit_ed_geometry
 from raytag.tracking.harp import CineHarmonics, track_harp
 
 __all__ = ["TRACKERS", "SliceMeasurement", "measure_slice"]
 
-TRACKERS = ("network", "harp", "hybrid")
+TRACKERS = ("network", "harp", "hybrid", "tags")
 
 
 @dataclass
@@ -53,6 +58,21 @@ class SliceMeasurement:
 
 def _strains(points_px: np.ndarray, spacing_mm, valid: np.ndarray) -> dict:
     return compute_strains(geometry.px_to_mm(points_px, spacing_mm), frame_valid=valid)
+
+
+def _tag_geometry(h: CineHarmonics, ed: np.ndarray, spacing_mm) -> tuple[np.ndarray, str]:
+    """ED landmarks ``(168, 2)`` from tag persistence around the network's ED centroid
+    (its spoke 0 as the septum hint) and the tracker that reports them: ``tags``, or
+    ``harp`` with the network's own ED landmarks when the fit finds no washed-out cavity."""
+    centre = ed.mean(axis=0)
+    hint = float(np.arctan2(*(ed[0] - centre)[::-1]))
+    try:
+        fit = fit_ed_geometry(h, centre, spacing_mm, septum_hint=hint)
+    except ValueError:
+        return ed, "harp"
+    if fit.contrast < MIN_CONTRAST or not np.isfinite(fit.landmarks).all():
+        return ed, "harp"
+    return fit.landmarks, "tags"
 
 
 def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
@@ -81,8 +101,10 @@ def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
         strains = _strains(net, spacing_mm, valid)
         return SliceMeasurement(net, strains, np.full(t, np.nan), float("nan"), float("nan"),
                                 ["no_tag_grid"], "network")
+    if tracker == "tags":
+        ed, tracker = _tag_geometry(h, ed, spacing_mm)
     harp = track_harp(frames, valid, ed, harmonics=h).landmarks
-    reported = {"network": net, "harp": harp}.get(tracker)
+    reported = {"network": net, "harp": harp, "tags": harp}.get(tracker)
     if reported is None:  # hybrid: the tracker's motion, from the ED ring HARP follows
         reported = track_harp(frames, valid, ed, guide=net - net[0] + ed,
                               harmonics=h).landmarks

@@ -1,0 +1,108 @@
+"""Training-free ED geometry from tag persistence (raytag.tracking.edfit).
+
+Closed-form cines: a tagged field with a round cavity whose blood loses its tags after
+frame 1 and a right-ventricular pool beside the wall at a known angle; the fit must find
+the cavity's radius and centre, the septum's side, and refuse a cine with no washout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from raytag.landmarks import to_grid
+from raytag.tracking import edfit
+from raytag.tracking.harp import CineHarmonics
+from raytag.tracking.measure import measure_slice
+
+ROWS, COLS, T = 180, 200, 20
+LAM = 5.0  # tag period (px)
+SPACING = (1.4, 1.4)
+CENTRE = np.array([97.0, 88.0])  # (x, y) px
+R_ENDO = 12.0  # px
+RV_ANGLE = np.deg2rad(200.0)  # image coordinates
+
+
+def _cine(washout: bool = True, rv: bool = True) -> np.ndarray:
+    """``(T, ROWS, COLS)``: tags everywhere at frame 0 and 1; from frame 2 the LV cavity
+    (radius R_ENDO) and an RV pool (1.1-2.4 walls beyond it, +-40 degrees about RV_ANGLE)
+    are bright and untagged when ``washout``. No motion: geometry is the test."""
+    yy, xx = np.mgrid[0:ROWS, 0:COLS].astype(float)
+    k = 2 * np.pi / LAM
+    tags = 1 + 0.4 * (np.cos(k * (0.8 * xx + 0.6 * yy)) + np.cos(k * (-0.6 * xx + 0.8 * yy)))
+    dx, dy = xx - CENTRE[0], yy - CENTRE[1]
+    r, ang = np.hypot(dx, dy), np.arctan2(dy, dx)
+    wall = edfit.WALL_MM / SPACING[0]
+    blood = r < R_ENDO
+    if rv:
+        d = np.angle(np.exp(1j * (ang - RV_ANGLE)))
+        blood |= (r > R_ENDO + 1.1 * wall) & (r < R_ENDO + 2.4 * wall) & (np.abs(d) < 0.7)
+    fade = np.exp(-np.arange(T) / 12.0)
+    frames = []
+    for t in range(T):
+        tissue = 100 * (1 + (tags - 1) * fade[t])
+        if washout and t >= 2:
+            frame = np.where(blood, 130.0, tissue)
+        else:
+            frame = tissue
+        frames.append(frame)
+    rng = np.random.default_rng(3)
+    return np.array(frames) + rng.normal(0, 2.0, (T, ROWS, COLS))
+
+
+def _fit(frames, start):
+    h = CineHarmonics.analyse(frames.astype(np.float32), np.ones(T, bool), start)
+    return edfit.fit_ed_geometry(h, start, SPACING)
+
+
+def test_cavity_radius_centre_and_septum_side_are_found():
+    start = CENTRE + np.array([3.0, -2.5])  # the localiser is a few px off
+    fit = _fit(_cine(), start)
+    assert np.linalg.norm(fit.centre - CENTRE) < 1.5  # 5 px off at the start
+    grid = to_grid(fit.landmarks)  # (24, 7, 2)
+    r = np.linalg.norm(grid - fit.centre, axis=-1)
+    # endocardium on the cavity's edge, a little outside where persistence is blurred
+    # (the fit puts it where the wall's own level is nearly reached: edfit.WALL_LEVEL)
+    assert np.all(r[:, 0] > R_ENDO - 1.0) and np.mean(r[:, 0] - R_ENDO) < 2.0
+    wall = edfit.WALL_MM / SPACING[0]
+    assert np.allclose(r[:, 6] - r[:, 0], wall, atol=1e-6)  # epicardium one wall out
+    assert np.allclose(np.diff(r, axis=1), wall / 6, atol=1e-6)  # rings evenly spaced
+    # spoke 0 points at the right ventricle; spokes go round with increasing atan2
+    a0 = np.arctan2(*(grid[0, 0] - fit.centre)[::-1])
+    assert abs(np.angle(np.exp(1j * (a0 - RV_ANGLE)))) < np.deg2rad(15)
+    a1 = np.arctan2(*(grid[1, 0] - fit.centre)[::-1])
+    assert np.angle(np.exp(1j * (a1 - a0))) == pytest.approx(2 * np.pi / 24, abs=1e-6)
+    assert fit.contrast > 2 * edfit.MIN_CONTRAST and fit.rays_used > 0.9
+
+
+def test_without_an_rv_the_septum_hint_orients_the_grid():
+    hint = np.deg2rad(40.0)
+    h = CineHarmonics.analyse(_cine(rv=False).astype(np.float32), np.ones(T, bool), CENTRE)
+    fit = edfit.fit_ed_geometry(h, CENTRE, SPACING, septum_hint=hint)
+    # no washed-out blood beyond the wall: nothing outvotes the hint
+    assert abs(np.angle(np.exp(1j * (fit.septum_angle - hint)))) < np.deg2rad(1)
+
+
+def test_no_washout_means_no_fit_and_the_tags_tracker_falls_back_to_harp():
+    frames = _cine(washout=False)
+    fit = _fit(frames, CENTRE)
+    assert fit.contrast < edfit.MIN_CONTRAST
+    ring = np.stack([CENTRE + (R_ENDO + 2 * i) * np.array([np.cos(a), np.sin(a)])
+                     for a in np.linspace(0, 2 * np.pi, 24, endpoint=False)
+                     for i in range(7)])
+    net = np.repeat(ring[None], T, axis=0)
+    m = measure_slice(frames, np.ones(T, bool), SPACING, net, "tags", ring)
+    assert m.tracker == "harp"
+    np.testing.assert_allclose(m.landmarks_px[0], ring, atol=0.5)  # the network's ED kept
+    m = measure_slice(_cine(), np.ones(T, bool), SPACING, net, "tags", ring)
+    assert m.tracker == "tags"
+    assert np.linalg.norm(m.landmarks_px[0].reshape(24, 7, 2)[:, 0].mean(0) - CENTRE) < 1.0
+
+
+def test_invalid_persistence_frames_are_refused():
+    frames = _cine()
+    valid = np.ones(T, bool)
+    valid[2:5] = False
+    h = CineHarmonics.analyse(frames.astype(np.float32), valid, CENTRE)
+    with pytest.raises(ValueError, match="frame 0 and one of frames 2-4"):
+        edfit.fit_ed_geometry(h, CENTRE, SPACING)
