@@ -26,7 +26,7 @@ from raytag.cli_checks import (
     positive_float,
     positive_int,
 )
-from raytag.constants import DEFAULT_TRACKER, REFINE_PASSES
+from raytag.constants import DEFAULT_LR, DEFAULT_TRACKER, REFINE_PASSES
 
 #: Exit statuses: a usage mistake, and an interrupt (128 + SIGINT).
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
@@ -406,9 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=positive_int, default=None,
                        help="default 40 (localiser, ED network) / 60 (tracker)")
     train.add_argument("--batch-size", type=positive_int, default=8, help="per worker")
-    train.add_argument("--localiser-lr", type=positive_float, default=1e-3,
+    train.add_argument("--localiser-lr", type=positive_float, default=DEFAULT_LR["localiser"],
                        help="learning rate of the localiser and the ED network")
-    train.add_argument("--tracker-lr", type=positive_float, default=1e-4,
+    train.add_argument("--tracker-lr", type=positive_float, default=DEFAULT_LR["tracker"],
                        help="learning rate of the tracker")
     train.add_argument("--patience", type=positive_int, default=None,
                        help="early stopping: epochs without validation improvement "

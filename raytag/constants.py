@@ -32,6 +32,14 @@ ROI_MARGIN = 0.30
 #: landmarks (raytag.models.predictor.Predictor); measured in the weights' model card.
 REFINE_PASSES = 1
 
+#: Training: Adam base learning rate per network (Ferdian et al. 2020: 1e-3 for the ROI
+#: network, 1e-4 for the RNN-CNN; the ED-geometry network, a single-frame regressor, like
+#: the ROI network: ``raytag train --localiser-lr`` sets both).
+DEFAULT_LR = {"localiser": 1e-3, "tracker": 1e-4, "ed": 1e-3}
+#: Training: weight of each strain error against the landmark MSE in the tracker's loss
+#: (the paper's w = 5).
+STRAIN_WEIGHT = 5.0
+
 #: What moves the landmarks through the cine after the networks (``raytag run|evaluate
 #: --tracker``): ``network`` (the paper's RNN-CNN), ``harp`` or ``hybrid`` (tag phase,
 #: :mod:`raytag.tracking`). Chosen by ``benchmarks/transfer.py``: on the held-out family,

@@ -79,3 +79,14 @@ def ray_local(s3_endpoint):
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+#: Fixtures that start Ray: a test using one is marked ``ray`` (``pytest -m "not ray"``
+#: is the quick subset without any Ray start).
+RAY_FIXTURES = {"ray_local", "ray_head", "fake_cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ray)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
-import shutil
 import tempfile
 import textwrap
 import time
@@ -449,6 +449,7 @@ _GPU_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.ray
 def test_model_actors_go_to_the_gpu_node_and_decoding_elsewhere(cohort, tmp_path):
     # The node only *advertises* a GPU; the actors must still run (torch picks its device
     # from torch.cuda.is_available(), not from Ray's GPU ids).

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from raytag.constants import PAD_SIZE, STRAIN_WEIGHT
 from raytag.models.strain_torch import strain_curves
 
 __all__ = ["tracker_loss", "localiser_loss", "STRAIN_WEIGHT"]
-
-#: Weight of each strain error against the position MSE (paper: w = 5).
-STRAIN_WEIGHT = 5.0
 
 
 def tracker_loss(
@@ -48,7 +46,8 @@ def tracker_loss(
     return (per_frame * mask).sum() / mask.sum().clamp_min(1)
 
 
-def localiser_loss(pred: torch.Tensor, target: torch.Tensor, size: float = 256.0) -> torch.Tensor:
+def localiser_loss(pred: torch.Tensor, target: torch.Tensor,
+                   size: float = float(PAD_SIZE)) -> torch.Tensor:
     """MSE between predicted and true box corners ``(B, 4)``, as the paper, with corners in
     units of the input size (256 px) so the loss is O(1) whatever the matrix."""
     return (((pred - target) / size) ** 2).mean()

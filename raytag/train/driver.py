@@ -26,11 +26,11 @@ from raytag import logs
 from raytag.io import storage
 from raytag.io.labelled import LabelledSlice, read_study_hdf5
 from raytag.train.samples import make_sample
+from raytag.train.settings import KINDS, TrainSettings
 from raytag.train.split import split_participants
 
 __all__ = ["prepare_datasets", "train_network", "KINDS"]
 
-KINDS = ("localiser", "tracker", "ed")
 
 
 class _PrepareSynthetic:
@@ -126,18 +126,16 @@ def train_network(
 
     from raytag.train.loop import MODEL_FILE, train_loop_per_worker
 
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
+    settings = TrainSettings(kind=kind, preset=preset, epochs=epochs, batch_size=batch_size,
+                             lr=lr, seed=seed, patience=patience,
+                             augment={} if augment is None else augment,
+                             training=training or {}, init_from=init_from,
+                             inject_failure=inject_failure)
     storage_path = os.path.abspath(storage_path) if "://" not in storage_path else storage_path
-    config = {"kind": kind, "preset": preset, "epochs": epochs, "batch_size": batch_size,
-              "lr": lr, "seed": seed, "patience": patience,
-              "augment": {} if augment is None else augment,
-              "training": training or {}, "inject_failure": inject_failure,
-              "init_from": init_from}
     progress = _EpochProgress(epochs, f"train {kind}")
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=config,
+        train_loop_config={"settings": settings},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": 1}),
         run_config=RunConfig(

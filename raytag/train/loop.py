@@ -18,6 +18,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
+from raytag.constants import N_LANDMARKS
 from raytag.metrics import summarise
 from raytag.models import CentreLocaliser, build_ed, build_localiser, build_tracker, split_xy
 from raytag.models.checkpoint import save_checkpoint
@@ -25,6 +26,7 @@ from raytag.models.loss import localiser_loss, tracker_loss
 from raytag.models.networks import localiser_inputs
 from raytag.train.augment import augment_centre, augment_localiser, augment_tracker
 from raytag.train.schedules import localiser_lr, tracker_lr
+from raytag.train.settings import TrainSettings
 
 __all__ = ["train_loop_per_worker", "validate"]
 
@@ -71,7 +73,7 @@ def validate(kind: str, model: torch.nn.Module, batches, device) -> dict:
             else:
                 b = _batch(raw, ("crops", "points", "valid", "mm_per_crop_px", "es_frame"), device)
                 flat = model(b["crops"].float())
-                preds.append(split_xy(flat.float(), 168).cpu().numpy())
+                preds.append(split_xy(flat.float(), N_LANDMARKS).cpu().numpy())
                 trues.append(b["points"].cpu().numpy())
                 valid.append(b["valid"].cpu().numpy())
                 es.append(b["es_frame"].cpu().numpy())
@@ -120,30 +122,29 @@ def _maybe_inject_failure(spec: dict | None, epoch: int, rank: int) -> None:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point. ``config``: kind, preset, epochs, batch_size, lr, seed,
-    patience, augment (dict of overrides, or False for none), strain_weight, training
-    (the description stored in checkpoints), init_from (a checkpoint to start from when
-    the run has none of its own)."""
-    kind = config["kind"]
+    """Ray Train entry point. ``config``: ``{"settings": TrainSettings}``
+    (:class:`raytag.train.settings.TrainSettings`)."""
+    s: TrainSettings = config["settings"]
+    kind = s.kind
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     device = ray.train.torch.get_device()
-    torch.manual_seed(config.get("seed", 0) + rank)
-    gen = torch.Generator().manual_seed(config.get("seed", 0) * 1000 + rank)
+    torch.manual_seed(s.seed + rank)
+    gen = torch.Generator().manual_seed(s.seed * 1000 + rank)
     model = {"localiser": build_localiser, "tracker": build_tracker,
-             "ed": build_ed}[kind](config["preset"])
+             "ed": build_ed}[kind](s.preset)
     schedule = tracker_lr if kind == "tracker" else localiser_lr
-    base_lr = config.get("lr") or (1e-3 if kind == "localiser" else 1e-4)
+    base_lr = s.base_lr
     optimiser = torch.optim.Adam(model.parameters(), lr=schedule(1, base_lr))
     start, best, stale, history = 1, -float("inf"), 0, []
     best_model = b""  # bytes of the best epoch's checkpoint file (rank 0)
 
     checkpoint = ray.train.get_checkpoint()
-    if not checkpoint and config.get("init_from"):
+    if not checkpoint and s.init_from:
         # fine-tuning: start from another run's weights (same architecture), fresh optimiser
         from raytag.models.checkpoint import load_checkpoint
 
-        model.load_state_dict(load_checkpoint(config["init_from"], kind=kind).model.state_dict())
+        model.load_state_dict(load_checkpoint(s.init_from, kind=kind).model.state_dict())
     if checkpoint:
         with checkpoint.as_directory() as d:
             state = torch.load(os.path.join(d, STATE_FILE), map_location="cpu",
@@ -160,18 +161,17 @@ def train_loop_per_worker(config: dict) -> None:
     model = ray.train.torch.prepare_model(model)
     train_shard = ray.train.get_dataset_shard("train")
     val_data = ray.train.get_dataset_shard("val")
-    batch_size = config.get("batch_size", 8)
-    patience = config.get("patience")
+    batch_size, patience = s.batch_size, s.patience
 
-    for epoch in range(start, config["epochs"] + 1):
+    for epoch in range(start, s.epochs + 1):
         for group in optimiser.param_groups:
             group["lr"] = schedule(epoch, base_lr)
         model.train()
         losses = []
         for raw in train_shard.iter_batches(batch_size=batch_size, batch_format="numpy",
                                             local_shuffle_buffer_size=4 * batch_size,
-                                            local_shuffle_seed=config.get("seed", 0) + epoch):
-            augment = config.get("augment", {})
+                                            local_shuffle_seed=s.seed + epoch):
+            augment = s.augment
             if kind == "localiser" and isinstance(_unwrap(model), CentreLocaliser):
                 b = _batch(raw, ("loc", "ed_points", "box"), "cpu")
                 x, box = b["loc"].float(), b["box"].float()
@@ -184,7 +184,7 @@ def train_loop_per_worker(config: dict) -> None:
                 if augment is not False:
                     crops, pts, valid = augment_tracker(crops, pts, valid, gen, augment)
                 x = localiser_inputs(crops, valid, crops.shape[-1])
-                pred = split_xy(model(x.to(device)), 168)
+                pred = split_xy(model(x.to(device)), N_LANDMARKS)
                 loss = ((pred - pts[:, 0].to(device)) ** 2).sum(dim=-1).mean()
             elif kind == "localiser":
                 b = _batch(raw, ("ed", "box"), "cpu")
@@ -197,10 +197,10 @@ def train_loop_per_worker(config: dict) -> None:
                 crops, pts, valid = b["crops"].float(), b["points"].float(), b["valid"]
                 if augment is not False:
                     crops, pts, valid = augment_tracker(crops, pts, valid, gen, augment)
-                pred = split_xy(model(crops.to(device)), 168)
+                pred = split_xy(model(crops.to(device)), N_LANDMARKS)
                 loss = tracker_loss(pred, pts.to(device), valid.to(device),
                                     b["mm_per_crop_px"].to(device),
-                                    weight=config.get("strain_weight", 5.0))
+                                    weight=s.strain_weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -220,8 +220,8 @@ def train_loop_per_worker(config: dict) -> None:
             history.append({k: float(v) for k, v in metrics.items()
                             if isinstance(v, (int, float))})
             with tempfile.TemporaryDirectory() as d:
-                save_checkpoint(_unwrap(model), os.path.join(d, MODEL_FILE), config["preset"],
-                                training=config.get("training", {}),
+                save_checkpoint(_unwrap(model), os.path.join(d, MODEL_FILE), s.preset,
+                                training=s.training,
                                 metrics={k: v for k, v in metrics.items()
                                          if isinstance(v, (int, float))})
                 if improved or not best_model:
@@ -238,6 +238,6 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report(metrics)
         if dist.is_available() and dist.is_initialized():
             dist.broadcast(stop, src=0)  # every worker leaves together (DDP needs it)
-        _maybe_inject_failure(config.get("inject_failure"), epoch, rank)
+        _maybe_inject_failure(s.inject_failure, epoch, rank)
         if stop.item():
             break
