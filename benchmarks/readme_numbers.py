@@ -56,7 +56,7 @@ def accuracy_block() -> str:
         ]
         for fam, data in t["families"].items():
             name = f"**{fam} (held out)**" if data["held_out"] else f"{fam} (trained on)"
-            for setting in ("end_to_end/harp", "end_to_end/harp_unflagged",
+            for setting in ("end_to_end/tags", "end_to_end/tags_unflagged", "end_to_end/harp",
                             "end_to_end/network", "truth_ed/harp"):
                 m = data["settings"].get(setting)
                 if m is None:
@@ -67,8 +67,10 @@ def accuracy_block() -> str:
                 lines.append(f"| {name} | {shown} | {iou} | {m['rmse_ed_mm_mean']:.2f} / "
                              f"{m['rmse_es_mm_mean']:.2f} | {_pm(m, 'es_circ_global')} | "
                              f"{_pm(m, 'es_radial')} |")
-        lines += ["", "`end_to_end/harp` is what `raytag run` does by default (localiser -> "
-                  "ED-geometry network -> HARP); `..._unflagged`: the same without the rows "
+        lines += ["", "`end_to_end/tags` is what `raytag run` does by default (localiser -> "
+                  "ED geometry from tag persistence, no training -> HARP); `end_to_end/harp` "
+                  "takes the ED geometry from the ED-geometry network instead; "
+                  "`..._unflagged`: the same without the rows "
                   "raytag flags (implausible strain, landmarks outside the box, tag-phase "
                   "or fading flags), what a careful analysis keeps; `end_to_end/network` is "
                   "the paper's pipeline; `truth_ed/harp` starts HARP from the true ED "

@@ -83,20 +83,40 @@ def test_without_an_rv_the_septum_hint_orients_the_grid():
     assert abs(np.angle(np.exp(1j * (fit.septum_angle - hint)))) < np.deg2rad(1)
 
 
+def _network_ring(r0: float, step: float) -> np.ndarray:
+    """A network's ED grid ``(168, 2)`` about CENTRE: ring ``i`` at radius r0 + i * step."""
+    return np.stack([CENTRE + (r0 + step * i) * np.array([np.cos(a), np.sin(a)])
+                     for a in np.linspace(0, 2 * np.pi, 24, endpoint=False)
+                     for i in range(7)])
+
+
+def test_the_tags_tracker_replaces_the_networks_geometry_with_the_fit(monkeypatch):
+    from raytag.tracking import measure
+
+    frames, valid = _cine(), np.ones(T, bool)
+    wrong = _network_ring(2.0, 1.2)  # the whole "wall" inside the washed-out cavity
+    net = np.repeat(wrong[None], T, 0)
+    m = measure_slice(frames, valid, SPACING, net, "tags", wrong)
+    assert m.tracker == "tags"
+    ring0 = m.landmarks_px[0].reshape(24, 7, 2)[:, 0]
+    assert abs(np.linalg.norm(ring0 - CENTRE, axis=1).mean() - R_ENDO) < 2.0
+    assert np.linalg.norm(ring0.mean(axis=0) - CENTRE) < 1.5
+    # a fit whose centre moved farther from the network's than allowed is not trusted
+    monkeypatch.setattr(measure, "MAX_SHIFT_MM", 1e-3)
+    m = measure_slice(frames, valid, SPACING, net, "tags", wrong)
+    assert m.tracker == "harp"
+    np.testing.assert_allclose(m.landmarks_px[0], wrong, atol=0.5)
+
+
 def test_no_washout_means_no_fit_and_the_tags_tracker_falls_back_to_harp():
     frames = _cine(washout=False)
     fit = _fit(frames, CENTRE)
     assert fit.contrast < edfit.MIN_CONTRAST
-    ring = np.stack([CENTRE + (R_ENDO + 2 * i) * np.array([np.cos(a), np.sin(a)])
-                     for a in np.linspace(0, 2 * np.pi, 24, endpoint=False)
-                     for i in range(7)])
-    net = np.repeat(ring[None], T, axis=0)
-    m = measure_slice(frames, np.ones(T, bool), SPACING, net, "tags", ring)
+    wrong = _network_ring(2.0, 1.2)  # nothing to check it against: kept
+    m = measure_slice(frames, np.ones(T, bool), SPACING, np.repeat(wrong[None], T, 0),
+                      "tags", wrong)
     assert m.tracker == "harp"
-    np.testing.assert_allclose(m.landmarks_px[0], ring, atol=0.5)  # the network's ED kept
-    m = measure_slice(_cine(), np.ones(T, bool), SPACING, net, "tags", ring)
-    assert m.tracker == "tags"
-    assert np.linalg.norm(m.landmarks_px[0].reshape(24, 7, 2)[:, 0].mean(0) - CENTRE) < 1.0
+    np.testing.assert_allclose(m.landmarks_px[0], wrong, atol=0.5)
 
 
 def test_invalid_persistence_frames_are_refused():
@@ -106,3 +126,22 @@ def test_invalid_persistence_frames_are_refused():
     h = CineHarmonics.analyse(frames.astype(np.float32), valid, CENTRE)
     with pytest.raises(ValueError, match="frame 0 and one of frames 2-4"):
         edfit.fit_ed_geometry(h, CENTRE, SPACING)
+
+
+
+def test_a_contour_from_too_few_rays_is_nan_not_a_guess():
+    angles = np.linspace(0, 2 * np.pi, edfit.N_RAYS, endpoint=False)
+    radius = np.full_like(angles, 10.0)
+    ok = np.zeros(len(angles), bool)
+    ok[:5] = True  # 5 rays cannot fix a 7-term series robustly
+    assert np.isnan(edfit._robust_contour(angles, radius, ok, edfit.CONTOUR_ORDER)).all()
+    ok[::3] = True
+    np.testing.assert_allclose(edfit._robust_contour(angles, radius, ok, edfit.CONTOUR_ORDER),
+                               10.0, atol=1e-9)
+
+
+def test_a_cine_that_washes_out_everywhere_is_not_fitted():
+    frames = _cine()
+    frames[2:] = 130.0  # no tags anywhere after frame 1: no wall to find
+    h = CineHarmonics.analyse(frames.astype(np.float32), np.ones(T, bool), CENTRE)
+    assert edfit.fit_ed_geometry(h, CENTRE, SPACING).contrast < edfit.MIN_CONTRAST

@@ -8,9 +8,12 @@ never saw. From a rough LV centre (the localiser's), this module:
 
 1. computes the tag *persistence* map ``P = mean(m_2..m_4) / m_0``, ``m_t`` the tag
    modulation (both first harmonics' magnitudes over the local mean) of frame ``t``;
-2. casts rays from the centre and takes, per ray, the first radius where ``P`` rises from
-   the cavity's level to the wall's (the endocardium), then fits a smooth closed contour
-   (robust low-order Fourier series in angle) and re-centres on it once;
+2. casts rays from the centre and takes, per ray, the first sustained rise of ``P`` above
+   half way from the cavity's level to the tissue's, then moves on to where the ray
+   reaches :data:`WALL_LEVEL` of the way to its own wall level (tagged trabeculae mixed
+   with blood sit in between); a robust low-order Fourier series in angle makes the
+   closed contour (the endocardium); the centre moves to the contour's and the fit is
+   repeated, twice;
 3. puts the epicardium a fixed wall thickness outside (:data:`WALL_MM`; the wall keeps its
    tags like its neighbours, so the outer border has no persistence edge to follow);
 4. orients spoke 0 at the mid-septum: the direction in which washed-out blood (the right
@@ -32,7 +35,8 @@ from scipy import ndimage
 from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
 from raytag.tracking.harp import CineHarmonics
 
-__all__ = ["EDFit", "fit_ed_geometry", "persistence_map", "WALL_MM", "MIN_CONTRAST"]
+__all__ = ["EDFit", "fit_ed_geometry", "persistence_map", "WALL_MM", "MIN_CONTRAST",
+           "MIN_RAYS_USED"]
 
 #: Wall thickness at ED (mm) placed outside the detected endocardium. Adult LV wall at
 #: end-diastole is 6-11 mm; 8.3 mm is the mean of raytag's disc and thorax generators
@@ -51,9 +55,11 @@ MIN_ENDO_MM, MAX_ENDO_MM = 3.0, 45.0
 EDGE_LEVEL = 0.5
 #: The wall starts where a ray's persistence reaches this fraction of the way from the
 #: cavity's level to the wall's own (90th percentile over one wall beyond the crossing).
-WALL_LEVEL = 0.75
+WALL_LEVEL = 0.6
 #: A wall edge must be followed by this much tagged tissue along the ray (mm).
 SUSTAIN_MM = 3.0
+#: A fit in which fewer rays than this fraction found the cavity's edge is not trusted.
+MIN_RAYS_USED = 0.5
 #: Below this wall-over-cavity persistence ratio there is no washed-out cavity to fit.
 MIN_CONTRAST = 1.5
 #: Fourier order of the endocardial contour r(theta).
@@ -66,7 +72,8 @@ class EDFit:
     ``(2,)``; ``endo_radius_px`` ``(N_RAYS,)`` the smooth contour; ``septum_angle`` rad
     (image coordinates); ``rays_used``: fraction of rays with an endocardial edge;
     ``contrast``: the wall's persistence level over the cavity's (about 1 when there is no
-    washed-out cavity: a fit not to be trusted)."""
+    washed-out cavity: a fit not to be trusted); ``cavity_level``, ``tissue_level``: the
+    two persistence levels."""
 
     landmarks: np.ndarray
     centre: np.ndarray
@@ -74,6 +81,8 @@ class EDFit:
     septum_angle: float
     rays_used: float
     contrast: float
+    cavity_level: float = 0.0
+    tissue_level: float = 1.0
 
 
 def persistence_map(h: CineHarmonics) -> np.ndarray:
@@ -109,8 +118,11 @@ def _fourier(angles: np.ndarray, order: int) -> np.ndarray:
 
 
 def _robust_contour(angles, radius, ok, order):
-    """Huber-weighted least squares of ``radius`` over ``angles`` (rays with ``ok``)."""
+    """Huber-weighted least squares of ``radius`` over ``angles`` (rays with ``ok``); NaN
+    everywhere when too few rays found an edge to determine the series."""
     a = _fourier(angles, order)
+    if ok.sum() < 2 * a.shape[1]:
+        return np.full(len(angles), np.nan)
     w = ok.astype(np.float64)
     coef = None
     for _ in range(6):
@@ -128,6 +140,8 @@ def _endocardium(pmap, centre_win, px_mm, angles):
     prof = _rays(pmap, centre_win, radii, angles)
     inner = radii <= max(MIN_ENDO_MM / px_mm, 2.0)
     cavity = float(np.median(prof[:, inner]))
+    # the tissue's level: per ray the upper quartile out to MAX_ENDO_MM (a fixed annulus
+    # would sit inside a dilated cavity), median over rays
     wall_band = (radii > 20 / px_mm) & (radii < 35 / px_mm)
     tissue = float(np.median(prof[:, wall_band])) if wall_band.any() else 0.5
     tau = cavity + EDGE_LEVEL * (tissue - cavity)
@@ -150,8 +164,8 @@ def _endocardium(pmap, centre_win, px_mm, angles):
     high = seg >= (cavity + WALL_LEVEL * (wall_level - cavity))[:, None]
     radius = radii[np.take_along_axis(idx, high.argmax(axis=1)[:, None], axis=1)[:, 0]]
     smooth = _robust_contour(angles, radius, has, CONTOUR_ORDER)
-    smooth = np.clip(smooth, MIN_ENDO_MM / px_mm, MAX_ENDO_MM / px_mm)
-    return smooth, float(has.mean()), tissue / max(cavity, 1e-3)
+    smooth = np.clip(smooth, MIN_ENDO_MM / px_mm, MAX_ENDO_MM / px_mm)  # NaN stays NaN
+    return smooth, float(has.mean()), (cavity, tissue)
 
 
 def _septum_angle(pmap, centre_win, endo, px_mm, angles) -> float:
@@ -186,11 +200,13 @@ def fit_ed_geometry(h: CineHarmonics, centre_xy, pixel_spacing_mm,
     # a third); more passes let a poor contour walk off (measured on disc and thorax)
     for _ in range(2):
         cw = centre - h.origin
-        endo, used, contrast = _endocardium(pmap, cw, px_mm, angles)
+        endo, used, _ = _endocardium(pmap, cw, px_mm, angles)
+        if not np.isfinite(endo).all():
+            break  # no contour to re-centre on: the final fit says so (NaN landmarks)
         pts = np.stack([cw[0] + np.cos(angles) * endo, cw[1] + np.sin(angles) * endo], -1)
         centre = pts.mean(axis=0) + h.origin
     cw = centre - h.origin
-    endo, used, contrast = _endocardium(pmap, cw, px_mm, angles)
+    endo, used, (cavity, tissue) = _endocardium(pmap, cw, px_mm, angles)
     septum = _septum_angle(pmap, cw, endo, px_mm, angles)
     if not np.isfinite(septum):
         septum = float(septum_hint) if septum_hint is not None else 0.0
@@ -202,4 +218,5 @@ def fit_ed_geometry(h: CineHarmonics, centre_xy, pixel_spacing_mm,
     grid = np.stack([centre[0] + np.cos(spoke)[:, None] * r,
                      centre[1] + np.sin(spoke)[:, None] * r], axis=-1)  # (24, 7, 2)
     return EDFit(grid.reshape(-1, 2), centre, endo, float(np.mod(septum, 2 * np.pi)), used,
-                 contrast)
+                 tissue / max(cavity, 1e-3), cavity, tissue)
+
