@@ -118,6 +118,22 @@ def benchmarks_block() -> str:
     else:
         rows.append("| `raytag run` memory as the cohort grows | not measured at this commit | "
                     "`pipeline_memory.py` |")
+    pr = _load("projection.json")
+    if pr:
+        a, st = pr["assumptions"], pr["stage_seconds"]
+        verdict = "under" if pr["meets_target"] else "over"
+        rows.append(
+            f"| projection: {a['participants']:,} participants ({pr['frames']:,} frames) on "
+            f"{a['nodes']} GPU nodes of {a['cores_per_node']} cores, S3 "
+            f"{a['s3_gbit_per_node']:.0f} Gbit/s per node (assumed) | "
+            f"{pr['projected_seconds'] / 60:.1f} min, {verdict} the "
+            f"{pr['target_seconds'] / 60:.0f} min target; decided by "
+            f"{pr['decided_by'].replace('_', ' ')} ({st['cpu_decode_and_track']:.0f} s; S3 "
+            f"{st['s3_read']:.0f} s); needs tracking at "
+            f"{pr['track_frames_per_cpu_s_needed']:.0f} frames/CPU-s (measured "
+            f"{pr['measured']['track_frames_per_cpu_s']:.0f}) and each GPU at "
+            f"{pr['gpu_slices_per_s_needed']:.0f} slices/s (not measured) | "
+            "`projection.py` |")
     r = _load("report_scale.json")
     if r:
         for run in r["runs"]:
