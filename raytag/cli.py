@@ -28,13 +28,13 @@ from raytag.cli_checks import (
 )
 from raytag.constants import DEFAULT_LR, DEFAULT_TRACKER, REFINE_PASSES
 
+# trackers and retry policies from the run settings, which import no numerical code
+# (``raytag --help`` stays fast); a test checks TRACKERS against raytag.tracking's
+from raytag.pipeline.settings import RETRY_POLICIES, TRACKERS
+
 #: Exit statuses: a usage mistake, and an interrupt (128 + SIGINT).
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
-#: Trackers and retry policies, as data (importing raytag.tracking / pipeline here would
-#: slow ``raytag --help``); tests check they equal the modules' own tuples.
-TRACKERS = ("network", "harp", "hybrid", "tags")
-RETRY_POLICIES = ("none", "transient", "all")
 
 
 def _family(text: str) -> str:
@@ -192,15 +192,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_output("--output", args.output)
     check_weights("--weights", args.weights, args.refine_passes)
     from raytag.pipeline.run import run_cohort
+    from raytag.pipeline.settings import RunSettings
 
     try:
-        summary = run_cohort(
-            args.input, args.output, weights=args.weights, limit=args.limit,
-            resume=args.resume, model_actors=args.model_actors, gpus=args.gpus,
-            rows_per_file=args.rows_per_file, flush_seconds=args.flush_seconds,
-            refine_passes=args.refine_passes, tracker=args.tracker,
-            retry_failed=args.retry_failed, allow_outside_links=args.allow_outside_links,
-            dashboard=args.dashboard)
+        summary = run_cohort(args.input, args.output, RunSettings(
+            weights=args.weights, limit=args.limit, resume=args.resume,
+            model_actors=args.model_actors, gpus=args.gpus, rows_per_file=args.rows_per_file,
+            flush_seconds=args.flush_seconds, refine_passes=args.refine_passes,
+            tracker=args.tracker, retry_failed=args.retry_failed,
+            allow_outside_links=args.allow_outside_links), dashboard=args.dashboard)
     except (FileExistsError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     logs.log.debug(summary.pop("ds_stats"))

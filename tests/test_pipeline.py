@@ -85,6 +85,17 @@ def test_cli_choices_match_the_modules():
     assert RETRY_POLICIES == run_mod.RETRY_POLICIES
 
 
+def test_run_settings_refuse_bad_values_before_anything_starts():
+    from raytag.pipeline.settings import RunSettings
+
+    for bad in ({"tracker": "magic"}, {"retry_failed": "sometimes"}, {"rows_per_file": 0},
+                {"limit": 0}, {"gpus": -1}, {"refine_passes": -1}, {"flush_seconds": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            RunSettings(**bad)
+    with pytest.raises(ValueError, match="tracker"):
+        run_cohort("in", "out", tracker="magic")  # refused before Ray or the input is read
+
+
 # -- stages without Ray ---------------------------------------------------------------------
 
 

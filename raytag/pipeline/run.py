@@ -17,6 +17,7 @@ once. Memory is bounded by Ray Data's streaming executor, not by the cohort. Joi
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from raytag.io.tables import read_results
 from raytag.io.ukb_names import parse_zip_name
 from raytag.pipeline import telemetry
 from raytag.pipeline.cluster import ensure_ray
+from raytag.pipeline.settings import RETRY_POLICIES, RunSettings
 from raytag.pipeline.stages import PredictNetworks, decode_participants, measure_batch
 from raytag.results import RESULTS_SCHEMA
 
@@ -43,7 +45,6 @@ __all__ = ["list_inputs", "build_index", "run_cohort", "pool_size", "gpu_capacit
 #: Memory reserved per decode task (bytes): a decoded participant needs ~50-100 MB.
 DECODE_MEMORY_BYTES = 320 * 1024**2
 #: ``--retry-failed``: which committed failures a rerun processes again.
-RETRY_POLICIES = ("none", "transient", "all")
 
 
 def _key(uri: str) -> tuple:
@@ -271,23 +272,17 @@ class ResultWriter:
 def run_cohort(
     input_uri: str,
     output_uri: str,
-    weights: str | None = None,
-    limit: int | None = None,
-    resume: bool = True,
-    model_actors: int | None = None,
-    gpus: int | None = None,
-    decode_batch: int = 2,
-    predict_batch: int = 8,
-    rows_per_file: int = 3000,
-    flush_seconds: float = 60.0,
-    refine_passes: int | None = None,
-    tracker: str | None = None,
-    retry_failed: str = "transient",
-    allow_outside_links: bool = False,
+    settings: RunSettings | None = None,
+    *,
     echo: Callable[[str], None] = logs.echo,
     dashboard: bool = False,
+    **overrides,
 ) -> dict:
     """Process a cohort into ``output_uri``; returns a summary dict (see :func:`summarise`).
+
+    ``settings`` (:class:`~raytag.pipeline.settings.RunSettings`, default: its defaults),
+    with any of its fields overridden by keyword (``run_cohort(src, out, limit=3)``);
+    invalid values raise ``ValueError`` before anything starts.
 
     Progress: a bar of participants processed (a line every few seconds off a terminal);
     each commit is logged at debug level (``-v``). ``dashboard``: a local Ray starts its
@@ -296,30 +291,32 @@ def run_cohort(
     import ray
     from ray.data import ActorPoolStrategy
 
-    from raytag.constants import DEFAULT_TRACKER
-
-    tracker = tracker or DEFAULT_TRACKER
+    if overrides.get("tracker", "") is None:  # "the default", as the CLI's None means
+        overrides.pop("tracker")
+    s = dataclasses.replace(settings or RunSettings(), **overrides)
+    tracker = s.tracker
     ensure_ray(dashboard=dashboard)
     t0 = time.perf_counter()
-    inputs = list_inputs(input_uri, allow_outside_links)[:limit]
+    inputs = list_inputs(input_uri, s.allow_outside_links)[:s.limit]
     ledger = Ledger(output_uri)
     foreign = ledger.foreign_files()
     if foreign:
         echo(f"raytag run: note: {len(foreign)} file(s) in {output_uri} were not written by "
              f"raytag (e.g. {foreign[0]}); they are left alone and never read as results")
-    if not resume and ledger.commits():
+    if not s.resume and ledger.commits():
         raise FileExistsError(f"{output_uri} already holds results: rerun with --resume to "
                               "complete them, or choose a new output")
     cleaned = ledger.recover()
     ledger.compact()
-    plan = plan_work(inputs, ledger, retry_failed)
-    capacity = gpu_capacity() if gpus is None else 0
-    n_actors, actor_resources = pool_size(ray.cluster_resources(), model_actors, gpus, capacity)
+    plan = plan_work(inputs, ledger, s.retry_failed)
+    capacity = gpu_capacity() if s.gpus is None else 0
+    n_actors, actor_resources = pool_size(ray.cluster_resources(), s.model_actors, s.gpus,
+                                          capacity)
     notes = [f"{plan.done} already done"]
     if plan.changed:
         notes.append(f"{plan.changed} changed since committed (redone, old rows replaced)")
     if plan.retried:
-        notes.append(f"{plan.retried} failed before (retried: --retry-failed {retry_failed})")
+        notes.append(f"{plan.retried} failed before (retried: --retry-failed {s.retry_failed})")
     if plan.vanished:
         notes.append(f"{plan.vanished} committed participant(s) no longer in the input "
                      "(their rows are kept)")
@@ -338,21 +335,21 @@ def run_cohort(
                        f"{done}/{len(plan.pending)} in {time.perf_counter() - start:.0f} s")
 
     bar = logs.Progress(len(plan.pending), "raytag run") if plan.pending else None
-    writer = ResultWriter(ledger, rows_per_file, flush_seconds, committed,
+    writer = ResultWriter(ledger, s.rows_per_file, s.flush_seconds, committed,
                           on_participant=(bar.update if bar else lambda: None))
     stats = ""
     if plan.pending:
         ds = (
             ray.data.from_items([{"uri": i.uri, "fingerprint": i.fingerprint,
                                   "problem": i.problem or ""} for i in plan.pending],
-                                override_num_blocks=max(1, len(plan.pending) // decode_batch))
+                                override_num_blocks=max(1, len(plan.pending) // s.decode_batch))
             # The memory reservation also keeps decoding in its own CPU tasks: with equal
             # requests Ray Data would fuse it into the model actors.
-            .map_batches(decode_participants, batch_size=decode_batch, batch_format="numpy",
+            .map_batches(decode_participants, batch_size=s.decode_batch, batch_format="numpy",
                          num_cpus=1, memory=DECODE_MEMORY_BYTES)
-            .map_batches(PredictNetworks, fn_constructor_args=(weights,),
-                         fn_constructor_kwargs={"refine_passes": refine_passes},
-                         batch_size=predict_batch, batch_format="numpy",
+            .map_batches(PredictNetworks, fn_constructor_args=(s.weights,),
+                         fn_constructor_kwargs={"refine_passes": s.refine_passes},
+                         batch_size=s.predict_batch, batch_format="numpy",
                          compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
                          **actor_resources)
             .map_batches(measure_batch, fn_kwargs={"tracker": tracker}, batch_format="numpy",

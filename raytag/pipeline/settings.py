@@ -1,0 +1,70 @@
+"""Typed settings of one ``raytag run`` (no Ray, no torch: the CLI validates with it).
+
+:class:`RunSettings` is what :func:`raytag.pipeline.run.run_cohort` reads; the CLI builds
+one from its flags, scripts and jobs pass one (or keyword overrides). Defaults live here
+and in :mod:`raytag.constants` (tracker, refinement passes), nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from raytag.constants import DEFAULT_TRACKER
+
+__all__ = ["RunSettings", "RETRY_POLICIES", "TRACKERS"]
+
+#: Which committed failures a run processes again (``--retry-failed``).
+RETRY_POLICIES = ("none", "transient", "all")
+#: What moves the landmarks after the networks (``raytag.tracking.measure.TRACKERS``;
+#: repeated here so that validating a command imports no numerical code; a test keeps
+#: the two equal).
+TRACKERS = ("network", "harp", "hybrid", "tags")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """One cohort run.
+
+    ``weights``: folder or prefix of checkpoints (None: the shipped ones); ``limit``: the
+    first N inputs only; ``resume``: complete an output that has results (False: refuse
+    it); ``model_actors``/``gpus``: model actor pool (None: from the cluster,
+    :func:`raytag.pipeline.run.pool_size`); ``decode_batch``/``predict_batch``:
+    participants per decode task / slices per network batch; ``rows_per_file``/
+    ``flush_seconds``: when the writer commits; ``refine_passes`` (None: the weights'
+    default); ``tracker`` (one of :data:`TRACKERS`); ``retry_failed`` (one of
+    :data:`RETRY_POLICIES`); ``allow_outside_links``: follow symlinks that leave the input.
+    """
+
+    weights: str | None = None
+    limit: int | None = None
+    resume: bool = True
+    model_actors: int | None = None
+    gpus: int | None = None
+    decode_batch: int = 2
+    predict_batch: int = 8
+    rows_per_file: int = 3000
+    flush_seconds: float = 60.0
+    refine_passes: int | None = None
+    tracker: str = DEFAULT_TRACKER
+    retry_failed: str = "transient"
+    allow_outside_links: bool = False
+
+    def __post_init__(self):
+        if self.tracker not in TRACKERS:
+            raise ValueError(f"tracker must be one of {TRACKERS}, got {self.tracker!r}")
+        if self.retry_failed not in RETRY_POLICIES:
+            raise ValueError(f"retry_failed must be one of {RETRY_POLICIES}, got "
+                             f"{self.retry_failed!r}")
+        for name in ("decode_batch", "predict_batch", "rows_per_file"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("limit", "model_actors"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.gpus is not None and self.gpus < 0:
+            raise ValueError(f"gpus must be >= 0, got {self.gpus}")
+        if self.refine_passes is not None and self.refine_passes < 0:
+            raise ValueError(f"refine_passes must be >= 0, got {self.refine_passes}")
+        if not self.flush_seconds > 0:
+            raise ValueError(f"flush_seconds must be > 0, got {self.flush_seconds}")
