@@ -4,13 +4,21 @@
 
 Both layouts share this machine's cores (1 node x 2 CPUs, then 2 nodes x 1 CPU), so this
 measures what spreading the stages over nodes costs (object transfer between raylets,
-scheduling), not scale-out; it also shows where decode tasks and model actors ran.
+scheduling), not scale-out; it also records where decode tasks and model actors ran (rows
+per node id, with each layout's node ids and which is the head), and the configuration
+(weights' model version, tracker, refinement passes, commit, machine).
+
+Ray's ``Cluster`` writes its address file under ``$RAY_TMPDIR/ray``: this script points
+``RAY_TMPDIR`` at a private folder first, so it never touches another Ray's ``/tmp/ray``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -26,12 +34,14 @@ def run_layout(cohort: str, nodes: list[int], out: str) -> dict:
 
     from raytag.pipeline.run import read_results, run_cohort
 
+    os.makedirs(os.path.join(os.environ["RAY_TMPDIR"], "ray"), exist_ok=True)
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": nodes[0], "temp_dir": tempfile.mkdtemp(prefix="rb", dir="/tmp"),
-        "include_dashboard": False})
+        "num_cpus": nodes[0], "include_dashboard": False})
+    head = cluster.head_node.node_id
     for cpus in nodes[1:]:
         cluster.add_node(num_cpus=cpus)
     ray.init(address=cluster.address, log_to_driver=False)
+    node_ids = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
     try:
         t0 = time.perf_counter()
         summary = run_cohort(cohort, out)
@@ -40,10 +50,22 @@ def run_layout(cohort: str, nodes: list[int], out: str) -> dict:
     finally:
         ray.shutdown()
         cluster.shutdown()
-    return {"nodes": nodes, "seconds": seconds, "slices_per_s": summary["rows"] / seconds,
-            "decode_rows_per_node": sorted(Counter(p["decode_node"] for p in placed).values()),
-            "model_rows_per_node": sorted(Counter(p["model_node"] for p in placed
-                                                  if p["model_node"]).values())}
+    return {"nodes": nodes, "node_ids": node_ids, "head_node": head, "seconds": seconds,
+            "slices_per_s": summary["rows"] / seconds,
+            "model_versions": summary.get("model_versions"),
+            "tracker": summary.get("tracker"),
+            "decode_rows_per_node": dict(Counter(p["decode_node"] for p in placed)),
+            "model_rows_per_node": dict(Counter(p["model_node"] for p in placed
+                                                if p["model_node"]))}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except Exception:  # noqa: BLE001 - not a git checkout
+        return "unknown"
 
 
 def main() -> None:
@@ -52,11 +74,17 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     scratch = tempfile.mkdtemp(prefix="raytag-nodes-")
+    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rn", dir="/tmp")  # short: sockets
     cohort = storage.join(scratch, "cohort")
     synthesise(cohort, SynthConfig(args.participants, seed=5), workers=1)
     rows = [run_layout(cohort, [2], storage.join(scratch, "one")),
             run_layout(cohort, [1, 1], storage.join(scratch, "two"))]
-    result = {"participants": args.participants, "layouts": rows,
+    from raytag.constants import REFINE_PASSES
+
+    result = {"participants": args.participants, "layouts": rows, "commit": _commit(),
+              "refine_passes": REFINE_PASSES, "weights": "shipped",
+              "machine": {"cpus": os.cpu_count(), "processor": platform.machine(),
+                          "python": platform.python_version()},
               "two_vs_one": rows[1]["slices_per_s"] / rows[0]["slices_per_s"]}
     print(json.dumps(result, indent=1))
     if args.json:

@@ -118,6 +118,15 @@ def benchmarks_block() -> str:
     else:
         rows.append("| `raytag run` memory as the cohort grows | not measured at this commit | "
                     "`pipeline_memory.py` |")
+    nd = _load("pipeline_nodes.json")
+    if nd:
+        one, two = nd["layouts"]
+        spread = (f"decode rows on {len(two['decode_rows_per_node'])} of 2 nodes, model rows "
+                  f"on {len(two['model_rows_per_node'])}")
+        rows.append(f"| `raytag run` on 2 nodes x 1 CPU vs 1 node x 2 CPUs (same machine, "
+                    f"{nd['participants']} participants, one run each) | "
+                    f"{nd['two_vs_one']:.2f}x the one-node throughput; {spread} | "
+                    "`pipeline_nodes.py` |")
     pr = _load("projection.json")
     if pr:
         a, st = pr["assumptions"], pr["stage_seconds"]
