@@ -35,8 +35,9 @@ __all__ = ["TRACKERS", "SliceMeasurement", "measure_slice"]
 
 TRACKERS = ("network", "harp", "hybrid", "tags")
 #: ``tags``: a fit whose cavity centre lies farther than this (mm) from the network's is
-#: not trusted (its contour leaked into a neighbouring blood pool); the localiser's centre
-#: is 1-3 mm off on every family (set on disc and thorax cohorts).
+#: not trusted (its contour leaked into a neighbouring blood pool). Set on disc and thorax
+#: cohorts, where it halves the outliers; it trusts the network's centre, which the model
+#: card names as the part to replace next.
 MAX_SHIFT_MM = 4.0
 
 

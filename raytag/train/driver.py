@@ -32,7 +32,6 @@ from raytag.train.split import split_participants
 __all__ = ["prepare_datasets", "train_network", "KINDS"]
 
 
-
 class _PrepareSynthetic:
     """Ray Data callable: zip URIs -> preprocessed samples (truth looked up by key)."""
 
