@@ -65,7 +65,7 @@ def main() -> None:
     for preset in args.presets:
         loc = build_localiser(preset).eval().to(device)
         trk = build_tracker(preset).eval().to(device)
-        predictor = Predictor(loc, trk, device=device)
+        predictor = Predictor(loc, trk, device=device, refine_passes=0)
         refining = Predictor(loc, trk, device=device, refine_passes=1)
         for b in args.batches:
             ed = torch.randn(b, 1, 256, 256, device=device)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raytag.constants import N_LANDMARKS
 from raytag.models.presets import (
     CentreLocaliserConfig,
     EDConfig,
@@ -274,7 +275,7 @@ class EDNet(nn.Module):
         return split_xy(self(x), self.config.n_landmarks)
 
 
-def template_landmarks(n_landmarks: int = 168, septum_deg: float = 143.0) -> torch.Tensor:
+def template_landmarks(n_landmarks: int = N_LANDMARKS, septum_deg: float = 143.0) -> torch.Tensor:
     """A mean-shape prior ``(2 * n,)`` (all x then all y), as fractions of the crop.
 
     Rings from 0.7 to 1.0 of an epicardial radius of ``0.5 / 1.6`` of the crop, spoke 0 at

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from raytag import __version__, geometry
-from raytag.constants import CROP_SIZE, N_FRAMES, PAD_SIZE
+from raytag.constants import CROP_SIZE, N_FRAMES, PAD_SIZE, REFINE_PASSES
 from raytag.io.records import SliceRecord
 from raytag.models.checkpoint import Checkpoint, load_checkpoint
 from raytag.models.networks import CentreLocaliser, EDNet, Localiser, Tracker, split_xy
@@ -120,7 +120,7 @@ class Predictor:
         model_version: str = "untrained",
         device: str | torch.device | None = None,
         amp: torch.dtype | None = torch.bfloat16,
-        refine_passes: int = 0,
+        refine_passes: int = REFINE_PASSES,
         tracking: str | None = "network",
         ed_net: EDNet | None = None,
     ):
@@ -143,7 +143,7 @@ class Predictor:
     @classmethod
     def from_checkpoints(cls, localiser_uri: str, tracker_uri: str, device=None,
                          amp: torch.dtype | None = torch.bfloat16,
-                         refine_passes: int = 0,
+                         refine_passes: int = REFINE_PASSES,
                          tracking: str | None = "network",
                          ed_uri: str | None = None) -> Predictor:
         loc: Checkpoint = load_checkpoint(localiser_uri, kind="localiser")
