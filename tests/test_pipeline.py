@@ -495,6 +495,8 @@ def test_index_manifest_input_and_demo(cohort, tmp_path, ray_local, capsys):
     demo = run_demo(str(tmp_path / "demo"), n_participants=4, seed=2)
     printed = capsys.readouterr().err  # messages for people go to stderr
     assert "raytag demo:" in printed and "agreement with truth" in printed
+    # progress for every long step, not only a summary at the end
+    assert "synth: 4/4 participants" in printed and "raytag run: 4/4 participants" in printed
     assert demo["duplicate_keys"] == 0 and demo["participants"] == 4
     assert set(demo["agreement"]) == {"basal", "mid", "apical"}
     assert all(a["n"] > 0 for a in demo["agreement"].values())
