@@ -40,8 +40,8 @@ MUTATIONS = {
         ["tests/test_train.py::test_ddp_training_resume_and_predictor"]),
     "export_last_not_best": (
         "raytag/train/driver.py",
-        "    checkpoint, metrics = best\n",
-        "    checkpoint, metrics = result.checkpoint, result.metrics\n",
+        "        best_file = os.path.join(d, BEST_FILE)\n",
+        "        best_file = os.path.join(d, MODEL_FILE)  # the latest epoch's\n",
         ["tests/test_train.py::test_ddp_training_resume_and_predictor"]),
     "listing_error_read_as_no_commits": (
         "raytag/io/ledger.py",
