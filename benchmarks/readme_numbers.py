@@ -121,8 +121,10 @@ def benchmarks_block() -> str:
     nd = _load("pipeline_nodes.json")
     if nd:
         one, two = nd["layouts"]
-        spread = (f"decode rows on {len(two['decode_rows_per_node'])} of 2 nodes, model rows "
-                  f"on {len(two['model_rows_per_node'])}")
+        apart = not set(two["decode_rows_per_node"]) & set(two["model_rows_per_node"])
+        spread = (f"on 2 nodes, decoding ran on {len(two['decode_rows_per_node'])} and the "
+                  f"model on {len(two['model_rows_per_node'])}, "
+                  f"{'different nodes' if apart else 'sharing a node'} (node ids in the JSON)")
         rows.append(f"| `raytag run` on 2 nodes x 1 CPU vs 1 node x 2 CPUs (same machine, "
                     f"{nd['participants']} participants, one run each) | "
                     f"{nd['two_vs_one']:.2f}x the one-node throughput; {spread} | "
