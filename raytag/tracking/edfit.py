@@ -88,8 +88,8 @@ class EDFit:
 def persistence_map(h: CineHarmonics) -> np.ndarray:
     """Tag persistence ``(size, size)`` float32 over the analysis window: the mean tag
     modulation of :data:`PERSIST_FRAMES` (those valid) over frame 0's. About 0.1 in a
-    washed-out blood pool, 0.4-0.6 in tagged tissue; 0 where frame 0 has no tags to keep
-    (air, lung)."""
+    washed-out blood pool, 0.4-0.6 in tagged tissue; 1 ("not blood") where frame 0 has no
+    signal, so no tags to lose (air, lung)."""
     mod = (np.abs(h.demod[0]) + np.abs(h.demod[1])) / np.maximum(h.local_mean, 1e-6)
     frames = [t for t in PERSIST_FRAMES if t < len(h.valid) and h.valid[t]]
     if not frames or not h.valid[0]:
@@ -140,8 +140,8 @@ def _endocardium(pmap, centre_win, px_mm, angles):
     prof = _rays(pmap, centre_win, radii, angles)
     inner = radii <= max(MIN_ENDO_MM / px_mm, 2.0)
     cavity = float(np.median(prof[:, inner]))
-    # the tissue's level: per ray the upper quartile out to MAX_ENDO_MM (a fixed annulus
-    # would sit inside a dilated cavity), median over rays
+    # the tissue's level: the median over a 20-35 mm annulus (it reads low inside a dilated
+    # cavity; a per-ray upper quartile did worse on the disc and thorax tuning cohorts)
     wall_band = (radii > 20 / px_mm) & (radii < 35 / px_mm)
     tissue = float(np.median(prof[:, wall_band])) if wall_band.any() else 0.5
     tau = cavity + EDGE_LEVEL * (tissue - cavity)
@@ -169,8 +169,9 @@ def _endocardium(pmap, centre_win, px_mm, angles):
 
 
 def _septum_angle(pmap, centre_win, endo, px_mm, angles) -> float:
-    """Angle (rad) in which washed-out blood (the RV) lies 0.5-1.5 walls beyond the
-    endocardium: the circular mean of those rays' directions, weighted by how washed out."""
+    """Angle (rad) in which washed-out blood (the RV) lies 1.1-2.2 walls beyond the
+    endocardium (past the wall itself): the circular mean of those rays' directions,
+    weighted by how washed out; NaN when no ray sees any."""
     wall = WALL_MM / px_mm
     depth = np.linspace(1.1, 2.2, 12) * wall
     xs = centre_win[0] + np.cos(angles)[:, None] * (endo[:, None] + depth[None])
