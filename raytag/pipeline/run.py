@@ -44,7 +44,6 @@ __all__ = ["list_inputs", "build_index", "run_cohort", "pool_size", "gpu_capacit
 
 #: Memory reserved per decode task (bytes): a decoded participant needs ~50-100 MB.
 DECODE_MEMORY_BYTES = 320 * 1024**2
-#: ``--retry-failed``: which committed failures a rerun processes again.
 
 
 def _key(uri: str) -> tuple:
