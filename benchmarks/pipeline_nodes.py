@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from collections import Counter
+
+from provenance import commit, machine  # benchmarks/provenance.py (run as a script)
 
 from raytag.io import storage
 from raytag.phantom.cohort import SynthConfig
@@ -59,15 +59,6 @@ def run_layout(cohort: str, nodes: list[int], out: str) -> dict:
                                                 if p["model_node"]))}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
-    except Exception:  # noqa: BLE001 - not a git checkout
-        return "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--participants", type=int, default=24)
@@ -81,10 +72,8 @@ def main() -> None:
             run_layout(cohort, [1, 1], storage.join(scratch, "two"))]
     from raytag.constants import REFINE_PASSES
 
-    result = {"participants": args.participants, "layouts": rows, "commit": _commit(),
-              "refine_passes": REFINE_PASSES, "weights": "shipped",
-              "machine": {"cpus": os.cpu_count(), "processor": platform.machine(),
-                          "python": platform.python_version()},
+    result = {"participants": args.participants, "layouts": rows, "commit": commit(),
+              "refine_passes": REFINE_PASSES, "weights": "shipped", "machine": machine(),
               "two_vs_one": rows[1]["slices_per_s"] / rows[0]["slices_per_s"]}
     print(json.dumps(result, indent=1))
     if args.json:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from provenance import commit, machine  # benchmarks/provenance.py (run as a script)
 
 from raytag.constants import DEFAULT_TRACKER, REFINE_PASSES
 from raytag.io import storage
@@ -31,14 +32,6 @@ from raytag.phantom.cohort import SynthConfig
 from raytag.pipeline.synth import synthesise
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=HERE).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 def _timed(cmd: list[str]) -> tuple[float, str]:
@@ -86,9 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--family", default="thorax")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    result = {"machine": {"cpus": os.cpu_count(), "processor": platform.machine(),
-                          "python": platform.python_version()},
-              "commit": _commit(), "weights": args.weights or "shipped",
+    result = {"machine": machine(), "commit": commit(), "weights": args.weights or "shipped",
               "tracker": args.tracker, "refine_passes": REFINE_PASSES,
               "family": args.family, "cohorts": {}}
     with tempfile.TemporaryDirectory(prefix="raytag-pipe-") as scratch:

@@ -26,9 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
+
+from provenance import commit, machine  # benchmarks/provenance.py (run as a script)
 
 from raytag.constants import N_FRAMES
 from raytag.io import storage
@@ -106,8 +107,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = project(args.participants, args.nodes, args.cores, args.s3_gbit_per_node,
                   args.target_s, bytes_per_frame())
-    out["machine"] = {"cpus": os.cpu_count(), "processor": platform.machine(),
-                      "python": platform.python_version()}
+    out["machine"], out["commit"] = machine(), commit()
     print(json.dumps(out, indent=1))
     if args.json:
         with open(args.json, "w") as f:

@@ -29,9 +29,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from provenance import commit  # noqa: E402
 from transfer import (  # noqa: E402
     TEST_SEEDS,
-    _commit,
     _metrics,
     evaluate_family,
     labelled_cohort,
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         predictor = load_predictor(args.weights, device="cpu")
     result = {
         "machine": {"cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
-        "commit": _commit(), "participants_per_family": args.participants,
+        "commit": commit(), "participants_per_family": args.participants,
         "model_version": None if predictor is None else predictor.model_version,
         "trained_on": sorted(trained), "families": {},
     }

@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 
 import numpy as np
+from provenance import commit, machine  # benchmarks/provenance.py (run as a script)
 
 from raytag import geometry
 from raytag.io import read_participant
@@ -141,14 +139,6 @@ def table(result: dict) -> str:
     return "\n".join(rows)
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", default=None, help="weights folder (default: shipped)")
@@ -162,9 +152,7 @@ def main(argv=None) -> int:
     trained = set(args.trained_on.split(","))
     predictor = load_predictor(args.weights, device="cpu")
     result = {
-        "machine": {"cpus": os.cpu_count(), "processor": platform.machine(),
-                    "python": platform.python_version()},
-        "commit": _commit(), "model_version": predictor.model_version,
+        "machine": machine(), "commit": commit(), "model_version": predictor.model_version,
         "trained_on": sorted(trained), "participants_per_family": args.participants,
         "families": {},
     }
