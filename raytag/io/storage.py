@@ -267,23 +267,24 @@ def basename(uri: str) -> str:
     return str(uri).rstrip("/").rsplit("/", 1)[-1]
 
 
-def exists(uri: str | os.PathLike) -> bool:
-    """Whether ``uri`` is an existing file (transient errors retried, others raised)."""
+def _stat(uri: str | os.PathLike):
+    """``(resolved path, pyarrow FileInfo)`` of ``uri`` (transient errors retried, others
+    raised as :class:`StorageError`)."""
     sp = resolve(uri)
     try:
-        info = retrying(lambda: sp.filesystem.get_file_info(sp.path))
+        return sp, retrying(lambda: sp.filesystem.get_file_info(sp.path))
     except (OSError, ValueError) as exc:
         raise StorageError(f"{sp.uri}: cannot stat: {exc}") from exc
-    return info.type == pafs.FileType.File
+
+
+def exists(uri: str | os.PathLike) -> bool:
+    """Whether ``uri`` is an existing file (transient errors retried, others raised)."""
+    return _stat(uri)[1].type == pafs.FileType.File
 
 
 def file_info(uri: str | os.PathLike) -> FileInfo:
     """One file's :class:`FileInfo`; :class:`StorageError` when it is not a file."""
-    sp = resolve(uri)
-    try:
-        info = retrying(lambda: sp.filesystem.get_file_info(sp.path))
-    except (OSError, ValueError) as exc:
-        raise StorageError(f"{sp.uri}: cannot stat: {exc}") from exc
+    sp, info = _stat(uri)
     if info.type != pafs.FileType.File:
         raise StorageError(f"{sp.uri}: no such file or object", Reason.MISSING_OBJECT)
     return FileInfo(str(uri), info.size, info.mtime_ns)
