@@ -72,8 +72,7 @@ class EDFit:
     ``(2,)``; ``endo_radius_px`` ``(N_RAYS,)`` the smooth contour; ``septum_angle`` rad
     (image coordinates); ``rays_used``: fraction of rays with an endocardial edge;
     ``contrast``: the wall's persistence level over the cavity's (about 1 when there is no
-    washed-out cavity: a fit not to be trusted); ``cavity_level``, ``tissue_level``: the
-    two persistence levels."""
+    washed-out cavity: a fit not to be trusted)."""
 
     landmarks: np.ndarray
     centre: np.ndarray
@@ -81,8 +80,6 @@ class EDFit:
     septum_angle: float
     rays_used: float
     contrast: float
-    cavity_level: float = 0.0
-    tissue_level: float = 1.0
 
 
 def persistence_map(h: CineHarmonics) -> np.ndarray:
@@ -135,7 +132,8 @@ def _robust_contour(angles, radius, ok, order):
 
 
 def _endocardium(pmap, centre_win, px_mm, angles):
-    """Per-ray endocardial radius (px), the smooth contour and the level contrast."""
+    """The smooth endocardial contour (px per ray), the fraction of rays that found an edge,
+    and the tissue-over-cavity persistence contrast."""
     radii = np.arange(0, MAX_ENDO_MM / px_mm + 1, RAY_STEP_PX)
     prof = _rays(pmap, centre_win, radii, angles)
     inner = radii <= max(MIN_ENDO_MM / px_mm, 2.0)
@@ -165,7 +163,7 @@ def _endocardium(pmap, centre_win, px_mm, angles):
     radius = radii[np.take_along_axis(idx, high.argmax(axis=1)[:, None], axis=1)[:, 0]]
     smooth = _robust_contour(angles, radius, has, CONTOUR_ORDER)
     smooth = np.clip(smooth, MIN_ENDO_MM / px_mm, MAX_ENDO_MM / px_mm)  # NaN stays NaN
-    return smooth, float(has.mean()), (cavity, tissue)
+    return smooth, float(has.mean()), tissue / max(cavity, 1e-3)
 
 
 def _septum_angle(pmap, centre_win, endo, px_mm, angles) -> float:
@@ -207,7 +205,7 @@ def fit_ed_geometry(h: CineHarmonics, centre_xy, pixel_spacing_mm,
         pts = np.stack([cw[0] + np.cos(angles) * endo, cw[1] + np.sin(angles) * endo], -1)
         centre = pts.mean(axis=0) + h.origin
     cw = centre - h.origin
-    endo, used, (cavity, tissue) = _endocardium(pmap, cw, px_mm, angles)
+    endo, used, contrast = _endocardium(pmap, cw, px_mm, angles)
     septum = _septum_angle(pmap, cw, endo, px_mm, angles)
     if not np.isfinite(septum):
         septum = float(septum_hint) if septum_hint is not None else 0.0
@@ -219,5 +217,5 @@ def fit_ed_geometry(h: CineHarmonics, centre_xy, pixel_spacing_mm,
     grid = np.stack([centre[0] + np.cos(spoke)[:, None] * r,
                      centre[1] + np.sin(spoke)[:, None] * r], axis=-1)  # (24, 7, 2)
     return EDFit(grid.reshape(-1, 2), centre, endo, float(np.mod(septum, 2 * np.pi)), used,
-                 tissue / max(cavity, 1e-3), cavity, tissue)
+                 contrast)
 
