@@ -32,6 +32,7 @@ from raytag.pipeline.run import (
     pool_size,
     read_results,
     run_cohort,
+    task_cpus,
 )
 from raytag.pipeline.stages import (
     OUTPUT_SCHEMA,
@@ -202,9 +203,15 @@ def test_strain_stage_failure_is_a_row(cohort, monkeypatch):
 
 
 def test_pool_size_never_takes_every_cpu_and_asks_for_gpus_it_can_get():
-    assert pool_size({"CPU": 2}) == (1, {"num_cpus": 1})
-    assert pool_size({"CPU": 16}) == (8, {"num_cpus": 1})
-    assert pool_size({"CPU": 4}, requested=10) == (3, {"num_cpus": 1})
+    # CPU only: one actor per core at half a core each, so at most half the CPUs are
+    # reserved and a decode or tracking task (half a core there too) always fits
+    for cpus in (1, 2, 16):
+        n, res = pool_size({"CPU": cpus})
+        assert n == cpus and res == {"num_cpus": 0.5}
+        assert cpus - n * res["num_cpus"] >= task_cpus(res)
+    assert pool_size({"CPU": 4}, requested=10) == (4, {"num_cpus": 0.5})
+    assert pool_size({"CPU": 4}, requested=1) == (1, {"num_cpus": 0.5})
+    assert task_cpus({"num_gpus": 1, "num_cpus": 1}) == 1.0
     assert pool_size({"CPU": 32, "GPU": 4}, capacity=4) == (4, {"num_gpus": 1, "num_cpus": 1})
     # an autoscaling cluster with no GPU node yet, but GPU node types: ask for GPUs
     assert pool_size({"CPU": 8}, capacity=8) == (8, {"num_gpus": 1, "num_cpus": 1})

@@ -39,11 +39,19 @@ from raytag.pipeline.settings import RETRY_POLICIES, RunSettings
 from raytag.pipeline.stages import PredictNetworks, decode_participants, measure_batch
 from raytag.results import RESULTS_SCHEMA
 
-__all__ = ["list_inputs", "build_index", "run_cohort", "pool_size", "gpu_capacity",
+__all__ = ["list_inputs", "build_index", "run_cohort", "pool_size", "task_cpus", "gpu_capacity",
            "plan_work", "RETRY_POLICIES", "summarise"]
 
 #: Memory reserved per decode task (bytes): a decoded participant needs ~50-100 MB.
 DECODE_MEMORY_BYTES = 320 * 1024**2
+#: Share of a core that each stage asks for on a cluster without GPUs. There the networks
+#: are the heaviest stage (~0.21 CPU-s per slice on one thread, against ~0.08 for tracking
+#: and ~0.01 for decoding), so whole-core requests left one of two cores to a model actor
+#: that could use only it while tracking queued for the other (0.58x a plain loop). Half
+#: shares let one model actor per core and the CPU tasks all run, the OS dividing the
+#: cores among whichever have work; the actors' logical reservation stays at half the CPUs,
+#: so the pipeline cannot deadlock, even on one core.
+CPU_ONLY_SHARE = 0.5
 
 
 def _key(uri: str) -> tuple:
@@ -151,16 +159,22 @@ def pool_size(resources: dict, requested: int | None = None, gpus: int | None = 
     ``gpus``: an explicit GPU count (``raytag run --gpus N``): N actors of one GPU each,
     requested even when no GPU node is running yet (the autoscaler starts them). Otherwise
     ``capacity`` (:func:`gpu_capacity`) decides: one actor per GPU the cluster has or can
-    get. With no GPU anywhere: CPU actors, at most half the CPUs and always at least one
-    CPU left for decoding and the tracker, so actors never starve the other stages.
+    get. With no GPU anywhere: one CPU actor per core (``requested`` caps it), each asking
+    for :data:`CPU_ONLY_SHARE` of a core, so the actors reserve at most half the CPUs and
+    decoding and tracking (:func:`task_cpus`) always find room.
     """
     if gpus is not None and gpus > 0:
         return min(requested or gpus, gpus), {"num_gpus": 1, "num_cpus": 1}
     if capacity > 0:
         return max(1, min(requested or capacity, capacity)), {"num_gpus": 1, "num_cpus": 1}
-    cpus = int(resources.get("CPU", 1))
-    n = requested or max(1, cpus // 2)
-    return max(1, min(n, cpus - 1)), {"num_cpus": 1}
+    cpus = max(1, int(resources.get("CPU", 1)))
+    return max(1, min(requested or cpus, cpus)), {"num_cpus": CPU_ONLY_SHARE}
+
+
+def task_cpus(actor_resources: dict) -> float:
+    """CPUs each decode and tracking task requests: a whole core beside GPU actors (the
+    cores are theirs alone), :data:`CPU_ONLY_SHARE` beside CPU model actors."""
+    return 1.0 if actor_resources.get("num_gpus") else CPU_ONLY_SHARE
 
 
 @dataclass
@@ -311,6 +325,7 @@ def run_cohort(
     capacity = gpu_capacity() if s.gpus is None else 0
     n_actors, actor_resources = pool_size(ray.cluster_resources(), s.model_actors, s.gpus,
                                           capacity)
+    cpus_per_task = task_cpus(actor_resources)
     notes = [f"{plan.done} already done"]
     if plan.changed:
         notes.append(f"{plan.changed} changed since committed (redone, old rows replaced)")
@@ -345,14 +360,14 @@ def run_cohort(
             # The memory reservation also keeps decoding in its own CPU tasks: with equal
             # requests Ray Data would fuse it into the model actors.
             .map_batches(decode_participants, batch_size=s.decode_batch, batch_format="numpy",
-                         num_cpus=1, memory=DECODE_MEMORY_BYTES)
+                         num_cpus=cpus_per_task, memory=DECODE_MEMORY_BYTES)
             .map_batches(PredictNetworks, fn_constructor_args=(s.weights,),
                          fn_constructor_kwargs={"refine_passes": s.refine_passes},
                          batch_size=s.predict_batch, batch_format="numpy",
                          compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
                          **actor_resources)
             .map_batches(measure_batch, fn_kwargs={"tracker": tracker}, batch_format="numpy",
-                         num_cpus=1)
+                         num_cpus=cpus_per_task)
         )
         with bar:
             for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
