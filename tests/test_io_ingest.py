@@ -68,6 +68,27 @@ def test_clean_participant_reads_three_slices():
         assert r.n_candidate_series == 1
 
 
+def test_every_member_is_inflated_once(monkeypatch):
+    """The header scan keeps what it inflates: decoding a frame never inflates it again
+    (starting an inflate costs most of a frame's inflate)."""
+    name, data = build_quirky_zip()
+    calls: dict[str, int] = {}
+    read, read_head = SafeZip.read, SafeZip.read_head
+
+    def counted(method):
+        def wrapper(self, member, *args):
+            calls[member] = calls.get(member, 0) + 1
+            return method(self, member, *args)
+        return wrapper
+
+    monkeypatch.setattr(SafeZip, "read", counted(read))
+    monkeypatch.setattr(SafeZip, "read_head", counted(read_head))
+    recs = read_participant((name, data))
+    assert all(r.ok for r in recs)
+    assert set(calls) == set(SafeZip(data).names)  # every member looked at ...
+    assert max(calls.values()) == 1, {m: n for m, n in calls.items() if n > 1}  # ... once
+
+
 def build_quirky_zip() -> tuple[str, bytes]:
     """One zip carrying every tolerated quirk at once (see the assertions below)."""
     rng = np.random.default_rng(7)

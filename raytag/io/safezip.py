@@ -96,6 +96,11 @@ class SafeZip:
             return None
         return self._data[start : start + info.compress_size]
 
+    def declared_size(self, name: str) -> int:
+        """The member's uncompressed size as its header declares it (bytes; may lie:
+        :meth:`read` enforces the real caps)."""
+        return self._by_name[name].file_size
+
     def read_head(self, name: str, n: int) -> bytes:
         """At most the first ``n`` bytes of a member (a header), inflating no more."""
         info = self._by_name[name]
@@ -135,7 +140,8 @@ class SafeZip:
             except zlib.error as exc:
                 raise IngestError(f"member {name[:120]!r} cannot be read: {str(exc)[:200]}",
                                   Reason.CORRUPT_ZIP) from exc
-        if len(data) != info.file_size or (zlib.crc32(data) & 0xFFFFFFFF) != info.CRC:
+        # ISA-L's CRC-32 is the same checksum at ~15x zlib's speed (22 -> 1.4 us per frame)
+        if len(data) != info.file_size or (_inflate.crc32(data) & 0xFFFFFFFF) != info.CRC:
             raise IngestError(f"member {name[:120]!r} cannot be read: size or CRC-32 does "
                               "not match its header", Reason.CORRUPT_ZIP)
         return data
