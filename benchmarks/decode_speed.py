@@ -19,7 +19,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -28,6 +27,7 @@ import zlib
 
 import pydicom
 from isal import isal_zlib
+from provenance import commit, machine  # benchmarks/provenance.py (run as a script)
 
 from raytag.io import read_participant
 from raytag.phantom.cohort import SynthConfig
@@ -92,14 +92,14 @@ def main(argv=None) -> int:
             rates[name].append(items / (time.perf_counter() - t0))
     med = {k: statistics.median(v) for k, v in rates.items()}
     result = {
-        "machine": {"cpus": os.cpu_count(), "processor": platform.machine(),
-                    "python": platform.python_version()},
+        "machine": machine(), "commit": commit(),
         "participants": args.participants, "family": args.family, "members": n_members,
         "per_second_median": {k: round(v, 1) for k, v in med.items()},
         "units": {"read_participant": "frames decoded", "pydicom": "DICOM members",
                   "inflate_zlib": "members", "inflate_isal": "members"},
         "reader_vs_zlib_floor": round(med["read_participant"] / med["inflate_zlib"], 3),
         "reader_vs_pydicom": round(med["read_participant"] / med["pydicom"], 3),
+        "reader_vs_isal_floor": round(med["read_participant"] / med["inflate_isal"], 3),
         "repeats": args.repeats,
     }
     for k, v in med.items():
