@@ -197,7 +197,7 @@ class CineHarmonics:
         flat = self.demod[:, t].reshape(2, -1)
         corner = i0 * self.size + j0
         idx = np.concatenate([corner, corner + 1, corner + self.size, corner + self.size + 1])
-        z00, z01, z10, z11 = np.split(flat[:, idx], 4, axis=1)
+        z00, z01, z10, z11 = flat[:, idx].reshape(2, 4, -1).transpose(1, 0, 2)
         z = (1 - fy) * ((1 - fx) * z00 + fx * z01) + fy * ((1 - fx) * z10 + fx * z11)  # (2, N)
         carrier = self.k @ p.T  # (2, N)
         phase = (np.angle(z) + carrier).T
