@@ -190,7 +190,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     check_input("--input", args.input)
     check_output("--output", args.output)
-    check_weights("--weights", args.weights, args.refine_passes)
+    if args.weights is not None:
+        # a user's folder is loaded once here, so that a bad one fails in one line before
+        # Ray starts; the shipped weights are tested with the package, and importing torch
+        # in the driver only to load them again in every actor costs ~1.5 s per run
+        check_weights("--weights", args.weights, args.refine_passes)
     from raytag.pipeline.run import run_cohort
     from raytag.pipeline.settings import RunSettings
 
