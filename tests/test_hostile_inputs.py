@@ -143,6 +143,23 @@ def _no_preamble(i, ds):
     ds.preamble = None
 
 
+def _bad_crc_frame(slice_index: int = 2, frame: int = 5) -> bytes:
+    """A clean zip in which one frame of ``slice_index`` fails its CRC-32 (the central
+    directory's checksum flipped): the slice must fail, not lose the frame quietly."""
+    named = _named()
+    want = f"b{slice_index}s"
+    member = [n for n, ds in named if ds.SeriesDescription.endswith(want)][frame].encode()
+    data = bytearray(_zip(named))
+    at = data.find(b"PK\x01\x02")
+    while at >= 0:
+        n = struct.unpack("<H", data[at + 28: at + 30])[0]
+        if bytes(data[at + 46: at + 46 + n]) == member:
+            crc = struct.unpack("<I", data[at + 16: at + 20])[0]
+            data[at + 16: at + 20] = struct.pack("<I", crc ^ 0xFFFF)
+        at = data.find(b"PK\x01\x02", at + 4)
+    return bytes(data)
+
+
 def _lying_member() -> bytes:
     """A zip whose extra member declares 10 bytes but inflates to more than the cap."""
     good = _zip()
@@ -207,6 +224,10 @@ CASES = [
     # CRC: skipped as unreadable, never inflated further
     ("lying_member_size", _name(), _lying_member,
      {1: ("ok", ["unreadable_members_skipped"]), 2: ("ok", []), 3: ("ok", [])}),
+    # a frame of the chosen series that fails its CRC fails its slice (never a gap in the
+    # cine); the other slices stay clean
+    ("bad_crc_frame", _name(), _bad_crc_frame,
+     {1: ("ok", []), 2: ("failed", "corrupt_zip"), 3: ("ok", [])}),
     # a decompression bomb makes the archive hostile: the participant fails
     ("deflated_dicom_bomb", _name(), lambda: _edit(3, _deflated(big=True)),
      {None: ("failed", "over_limits")}),

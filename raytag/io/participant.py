@@ -182,7 +182,7 @@ def _scan_headers(zf: SafeZip) -> tuple[list[FrameHeader], int, int, dict[str, b
         if name.rsplit("/", 1)[-1].lower() in MANIFEST_NAMES:
             continue
         try:
-            whole = zf.read(name) if zf.declared_size(name) <= WHOLE_READ_BYTES else None
+            whole = _read_whole(zf, name)
             # the fast path needs only the member's first few kB (its header)
             h = fastdicom.parse_header(
                 name, whole if whole is not None else zf.read_head(name, HEAD_BYTES))
@@ -201,6 +201,23 @@ def _scan_headers(zf: SafeZip) -> tuple[list[FrameHeader], int, int, dict[str, b
             if whole is not None:
                 inflated[name] = whole
     return headers, skipped, unreadable, inflated
+
+
+def _read_whole(zf: SafeZip, name: str) -> bytes | None:
+    """The member inflated whole when it is small enough to keep (:data:`WHOLE_READ_BYTES`);
+    None when it is larger, or when it cannot be read whole (a failed CRC, a corrupt
+    stream): its header is then read on its own, as before this cache, so a corrupt frame
+    of a chosen series still fails its slice (``corrupt_zip``) when it is decoded, and is
+    never silently dropped from the cine. A decompression bomb raises (the participant
+    fails)."""
+    if zf.declared_size(name) > WHOLE_READ_BYTES:
+        return None
+    try:
+        return zf.read(name)
+    except IngestError as exc:
+        if exc.reason == Reason.OVER_LIMITS:
+            raise
+        return None
 
 
 def _manifest_flags(zf: SafeZip) -> list[str]:
