@@ -471,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "--no-resume refuses an output that already has results")
     run.add_argument("--model-actors", type=positive_int, default=None,
                      help="model actor pool size (default: one per GPU the cluster has or "
-                     "can start, else CPUs/2)")
+                     "can start; without GPUs one per CPU, each asking for half a CPU)")
     run.add_argument("--gpus", type=positive_int, default=None,
                      help="GPUs to ask for (one model actor each), also on a cluster that "
                      "has no GPU node yet: its autoscaler starts them (default: what the "
