@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
 import tempfile
@@ -27,7 +26,7 @@ import zlib
 
 import pydicom
 from isal import isal_zlib
-from provenance import commit, machine  # benchmarks/provenance.py (run as a script)
+from provenance import commit, machine, save_json  # benchmarks/provenance.py (run as a script)
 
 from raytag.io import read_participant
 from raytag.phantom.cohort import SynthConfig
@@ -106,9 +105,7 @@ def main(argv=None) -> int:
         print(f"{k:18s} {v:8.0f} /s")
     print(f"reader / zlib floor: {result['reader_vs_zlib_floor']:.2f}, "
           f"reader / pydicom: {result['reader_vs_pydicom']:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    save_json(result, args.json)
     return 0
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
+
+from provenance import machine, save_json  # benchmarks/provenance.py (run as a script)
 
 #: The corpus' bombs, plus the worst case the budgets allow (built here, not in the tests).
 CASES = ("largest_allowed_zip", "deflated_dicom_bomb", "lying_member_size", "too_many_members",
@@ -91,11 +92,7 @@ def main(argv=None) -> int:
             rows.append(r)
             print(f"{case:26s} {r['seconds']:7.3f} s  peak RSS {r['peak_rss_mb']:6.1f} MB "
                   f"(interpreter and imports {r['base_rss_mb']:.1f})  {r['outcome']}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": {"cpus": os.cpu_count(), "processor": platform.machine(),
-                                   "python": platform.python_version()}, "cases": rows}, f,
-                      indent=1)
+    save_json({"machine": machine(), "cases": rows}, args.json)
     return 0
 
 

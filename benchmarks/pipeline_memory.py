@@ -17,15 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import tempfile
 import threading
 import time
 
 import psutil
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from provenance import commit, machine, save_json  # benchmarks/provenance.py (run as a script)
 
 
 class TreeMemory:
@@ -110,20 +107,15 @@ def main(argv=None) -> int:
     ap.add_argument("--family", default="thorax")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE).stdout.strip() or "unknown"
-    result = {"machine": {"cpus": os.cpu_count(), "processor": platform.machine()},
-              "commit": commit, "weights": args.weights or "shipped", "family": args.family,
-              "runs": []}
+    result = {"machine": machine(), "commit": commit(), "weights": args.weights or "shipped",
+              "family": args.family, "runs": []}
     with tempfile.TemporaryDirectory(prefix="raytag-mem-") as scratch:
         for n in args.participants:
             result["runs"].append(measure(n, scratch, args.weights, args.family))
             print(json.dumps(result["runs"][-1]))
     first, last = result["runs"][0], result["runs"][-1]
     result["peak_pss_ratio_last_over_first"] = last["peak_pss_mb"] / first["peak_pss_mb"]
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    save_json(result, args.json)
     return 0
 
 

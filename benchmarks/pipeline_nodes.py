@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 
-from provenance import commit, machine  # benchmarks/provenance.py (run as a script)
+from provenance import commit, machine, save_json  # benchmarks/provenance.py (run as a script)
 
 from raytag.io import storage
 from raytag.phantom.cohort import SynthConfig
@@ -76,9 +76,7 @@ def main() -> None:
               "refine_passes": REFINE_PASSES, "weights": "shipped", "machine": machine(),
               "two_vs_one": rows[1]["slices_per_s"] / rows[0]["slices_per_s"]}
     print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    save_json(result, args.json)
 
 
 if __name__ == "__main__":

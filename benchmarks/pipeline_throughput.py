@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from provenance import commit, machine  # benchmarks/provenance.py (run as a script)
+from provenance import commit, machine, save_json  # benchmarks/provenance.py (run as a script)
 
 from raytag.constants import DEFAULT_TRACKER, REFINE_PASSES
 from raytag.io import storage
@@ -91,9 +91,7 @@ def main(argv=None) -> int:
             ratio = result["cohorts"][str(n)]["median_ratio_loop_over_run"]
             print(f"{n} participants: loop/run {ratio:.2f}", file=sys.stderr)
     print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    save_json(result, args.json)
     return 0
 
 

@@ -34,7 +34,7 @@ import statistics
 import time
 
 import numpy as np
-from provenance import commit, machine  # benchmarks/provenance.py (run as a script)
+from provenance import commit, machine, save_json  # benchmarks/provenance.py (run as a script)
 
 from raytag.constants import N_FRAMES
 from raytag.io import read_participant
@@ -147,9 +147,7 @@ def main(argv=None) -> int:
                                "cohort_family": "thorax"}
     out["machine"], out["commit"] = machine(), commit()
     print(json.dumps(out, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+    save_json(out, args.json)
     return 0
 
 

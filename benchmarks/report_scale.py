@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import time
 
 import numpy as np
 import pyarrow as pa
+from provenance import machine, save_json  # benchmarks/provenance.py (run as a script)
 
 from raytag.constants import N_FRAMES, N_LANDMARKS
 from raytag.io.ledger import Entry, Ledger, participant_key
@@ -147,12 +147,9 @@ def main(argv=None) -> int:
     finally:
         if not args.scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": {"cpus": os.cpu_count(), "processor": platform.machine(),
-                                   "python": platform.python_version()},
-                       "limits": {"20000": "peak RSS < 1 GB", "300000": "peak RSS < 2 GB, "
-                                  "< 5 min"}, "runs": runs}, f, indent=1)
+    save_json({"machine": machine(),
+               "limits": {"20000": "peak RSS < 1 GB", "300000": "peak RSS < 2 GB, < 5 min"},
+               "runs": runs}, args.json)
     return 0
 
 

@@ -23,13 +23,12 @@ for >= 200 frames/s per core), measured over every slice of every family.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from provenance import commit  # noqa: E402
+from provenance import commit, save_json  # noqa: E402
 from transfer import (  # noqa: E402
     TEST_SEEDS,
     _metrics,
@@ -133,9 +132,7 @@ def main(argv=None) -> int:
         print(f"{fam}: {len(items)} slices done", file=sys.stderr)
     result["harp_throughput"] = harp_throughput(everything)
     print(table(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1, default=float)
+    save_json(result, args.json)
     return 0
 
 

@@ -22,12 +22,11 @@ name it (the headline: trained and tuned without it).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import numpy as np
-from provenance import commit, machine  # benchmarks/provenance.py (run as a script)
+from provenance import commit, machine, save_json  # benchmarks/provenance.py (run as a script)
 
 from raytag import geometry
 from raytag.io import read_participant
@@ -167,9 +166,7 @@ def main(argv=None) -> int:
         }
         print(f"{fam}: done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     print(table(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1, default=float)
+    save_json(result, args.json)
     return 0
 
 
