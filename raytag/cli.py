@@ -26,15 +26,14 @@ from raytag.cli_checks import (
     positive_float,
     positive_int,
 )
-from raytag.constants import DEFAULT_LR, DEFAULT_TRACKER, REFINE_PASSES
+from raytag.constants import DEFAULT_LR, DEFAULT_TRACKER, REFINE_PASSES, TRACKERS
 
-# trackers and retry policies from the run settings, which import no numerical code
-# (``raytag --help`` stays fast); a test checks TRACKERS against raytag.tracking's
-from raytag.pipeline.settings import RETRY_POLICIES, TRACKERS
+# retry policies from the run settings, which import no numerical code (``raytag --help``
+# stays fast)
+from raytag.pipeline.settings import RETRY_POLICIES
 
 #: Exit statuses: a usage mistake, and an interrupt (128 + SIGINT).
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
-
 
 
 def _family(text: str) -> str:

@@ -47,6 +47,9 @@ STRAIN_WEIGHT = 5.0
 #: tag persistence, moved by HARP) 0.460 against ``harp``'s 0.517 there (neither has skill
 #: yet), and smaller on both trained families too; recorded in model_version.
 DEFAULT_TRACKER = "tags"
+#: Every tracker (:func:`raytag.tracking.measure.measure_slice`; here, beside the default,
+#: so that the CLI and the run settings validate without importing numerical code).
+TRACKERS = ("network", "harp", "hybrid", "tags")
 
 # --- UK Biobank ------------------------------------------------------------------------
 #: UK Biobank data field of the CMR tagging zips.

@@ -21,7 +21,7 @@ import pytest
 
 from raytag import geometry
 from raytag.cli import TRACKERS, build_parser
-from raytag.constants import PAD_SIZE, REFINE_PASSES, TRUTH_FILE
+from raytag.constants import N_FRAMES, PAD_SIZE, REFINE_PASSES, TRUTH_FILE
 from raytag.failures import Reason
 from raytag.io import storage
 from raytag.io.ledger import Entry, Ledger, participant_key
@@ -80,10 +80,17 @@ def cohort(tmp_path_factory):
     return out
 
 
-def test_cli_choices_match_the_modules():
-    # the CLI and the run settings share one tuple of retry policies; the trackers are
-    # repeated there (so that --help imports no numerical code) and must match
-    assert TRACKERS == tracking_measure.TRACKERS
+def test_every_cli_tracker_is_one_the_core_runs():
+    # the CLI offers raytag.constants.TRACKERS; measure_slice must accept each of them
+    # (a cine without tags ends as the network's track, flagged) and refuse any other
+    frames = np.zeros((N_FRAMES, 32, 32), dtype=np.float32)
+    valid = np.ones(N_FRAMES, dtype=bool)
+    net = np.random.default_rng(0).uniform(8, 24, (N_FRAMES, 168, 2))
+    for tracker in TRACKERS:
+        m = tracking_measure.measure_slice(frames, valid, (1.5, 1.5), net, tracker)
+        assert m.tracker == "network" and "no_tag_grid" in m.qc_flags
+    with pytest.raises(ValueError, match="tracker must be one of"):
+        tracking_measure.measure_slice(frames, valid, (1.5, 1.5), net, "magic")
 
 
 def test_run_settings_refuse_bad_values_before_anything_starts():

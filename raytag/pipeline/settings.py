@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from raytag.constants import DEFAULT_TRACKER
+from raytag.constants import DEFAULT_TRACKER, TRACKERS
 
 __all__ = ["RunSettings", "RETRY_POLICIES", "TRACKERS"]
 
 #: Which committed failures a run processes again (``--retry-failed``).
 RETRY_POLICIES = ("none", "transient", "all")
-#: What moves the landmarks after the networks (``raytag.tracking.measure.TRACKERS``;
-#: repeated here so that validating a command imports no numerical code; a test keeps
-#: the two equal).
-TRACKERS = ("network", "harp", "hybrid", "tags")
 
 
 @dataclass(frozen=True)

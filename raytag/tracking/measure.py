@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from raytag import geometry
+from raytag.constants import TRACKERS
 from raytag.strain import compute_strains
 from raytag.tracking import qc
 from raytag.tracking.edfit import MIN_CONTRAST, MIN_RAYS_USED, fit_ed_geometry
@@ -33,7 +34,6 @@ from raytag.tracking.harp import CineHarmonics, track_harp
 
 __all__ = ["TRACKERS", "SliceMeasurement", "measure_slice"]
 
-TRACKERS = ("network", "harp", "hybrid", "tags")
 #: ``tags``: a fit whose cavity centre lies farther than this (mm) from the network's is
 #: not trusted (its contour leaked into a neighbouring blood pool). Set on disc and thorax
 #: cohorts, where it halves the outliers; it trusts the network's centre, which the model
