@@ -218,4 +218,3 @@ def fit_ed_geometry(h: CineHarmonics, centre_xy, pixel_spacing_mm,
                      centre[1] + np.sin(spoke)[:, None] * r], axis=-1)  # (24, 7, 2)
     return EDFit(grid.reshape(-1, 2), centre, endo, float(np.mod(septum, 2 * np.pi)), used,
                  contrast)
-

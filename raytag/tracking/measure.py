@@ -128,8 +128,8 @@ def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
     es = int(strains["es_frame"])
     uncertainty = float("nan")
     if es >= 0:
-        s_net = _strains(net, spacing_mm, valid)
-        s_harp = _strains(harp, spacing_mm, valid)
+        s_net = strains if reported is net else _strains(net, spacing_mm, valid)
+        s_harp = strains if reported is harp else _strains(harp, spacing_mm, valid)
         uncertainty = float(abs(s_net["circ_global"][es] - s_harp["circ_global"][es]))
     contrast = qc.tag_contrast(h, reported)
     _, residual = qc.phase_residual_px(h, reported, contrast)
