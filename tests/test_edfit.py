@@ -128,7 +128,6 @@ def test_invalid_persistence_frames_are_refused():
         edfit.fit_ed_geometry(h, CENTRE, SPACING)
 
 
-
 def test_a_contour_from_too_few_rays_is_nan_not_a_guess():
     angles = np.linspace(0, 2 * np.pi, edfit.N_RAYS, endpoint=False)
     radius = np.full_like(angles, 10.0)
