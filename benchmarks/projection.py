@@ -6,9 +6,8 @@
 Arithmetic on rates measured here, in this one run, never on guesses presented as
 measurements; what is assumed is named in the output:
 
-- decoding (frames per core-second, ``read_participant``) and tracking (frames per
-  CPU-second, ``track_and_register``: HARP then tag registration, from the truth ED
-  landmarks, one thread), both measured on one
+- decoding (frames per core-second, ``read_participant``) and HARP tracking (frames per
+  CPU-second, ``track_harp`` from the truth ED landmarks, one thread), both measured on one
   fresh synthetic cohort, interleaved ``--repeats`` times: the projection uses the median
   repeat and also reports the slowest (absolute rates on this shared machine drift by a
   third between days, e.g. HARP 278 then 387 frames/CPU-s for code within 5% of each
@@ -40,7 +39,7 @@ from provenance import commit, machine, save_json  # benchmarks/provenance.py (r
 from raytag.constants import N_FRAMES
 from raytag.io import read_participant
 from raytag.phantom.cohort import SynthConfig, generate_participant
-from raytag.tracking.register import track_and_register
+from raytag.tracking.harp import track_harp
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 SLICES_PER_PARTICIPANT = 3
@@ -77,7 +76,7 @@ def measure_rates(participants: int = 6, repeats: int = 5, seed: int = 424242,
         rates["decode"].append(decoded / (time.process_time() - t0))
         t0 = time.process_time()
         for frames, valid, ed in tracks:
-            track_and_register(frames, valid, ed)
+            track_harp(frames, valid, ed)
         rates["harp"].append(tracked / (time.process_time() - t0))
     frame_bytes = sum(len(d) for _, d in zips) / (len(zips) * SLICES_PER_PARTICIPANT * N_FRAMES)
     return {"decode": rates["decode"], "harp": rates["harp"], "bytes_per_frame": frame_bytes,

@@ -14,7 +14,6 @@ from raytag.landmarks import from_grid
 from raytag.strain import compute_strains
 from raytag.tracking import harp as H
 from raytag.tracking import qc as Q
-from raytag.tracking import register as R
 
 ROWS, COLS, T = 190, 170, 20
 CENTRE = np.array([84.0, 96.0])
@@ -213,101 +212,3 @@ def test_invalid_frames_get_nan():
     valid[15:] = False
     res = H.track_harp(frames, valid, ed)
     assert np.isnan(res.landmarks[15:]).all() and np.isfinite(res.landmarks[:15]).all()
-
-
-# --- tag-pattern registration (raytag.tracking.register) ---------------------------------
-
-
-def _rigid(t):
-    """Rotation by up to 10 deg about a point off the centre, plus a shift."""
-    a = np.deg2rad(10.0) * _phase(t)
-    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    pivot = CENTRE + np.array([5.0, -3.0])
-    return rot, pivot, _phase(t) * np.array([1.2, 0.8])
-
-
-def test_registration_keeps_rigid_motion_exact_and_pulls_a_wrong_start_back():
-    def inverse(x, y, t):
-        rot, pivot, shift = _rigid(t)
-        d = np.stack([x - pivot[0] - shift[0], y - pivot[1] - shift[1]], -1) @ rot
-        return d[..., 0] + pivot[0], d[..., 1] + pivot[1]
-
-    ed = _ring_landmarks()
-    truth = np.stack([(ed - _rigid(t)[1]) @ _rigid(t)[0].T + _rigid(t)[1] + _rigid(t)[2]
-                      for t in range(T)])
-    frames = _render(inverse)
-    valid = np.ones(T, bool)
-    refined = R.register_tags(frames, valid, ed, _track(frames, ed).landmarks, LAM)
-    assert np.abs(refined - truth).max() < 0.1
-    # a start 0.8 px off in every frame (within the pull of the right tag line) comes back
-    wrong = truth + np.array([0.8, -0.5])
-    wrong[0] = ed
-    back = R.register_tags(frames, valid, ed, wrong, LAM)
-    assert np.abs(back - truth).max() < 0.1
-
-
-def _radial_field(ed_centre, c0, b):
-    """Ring-uniform radial displacement of the model's shape across the wall of
-    :func:`_ring_landmarks` (endocardium 15 px, wall 8 px): ``u_r = c0 + b (s + gamma
-    s**3)``, ``s = (rho - 19) / 4``."""
-    def u(p):
-        d = p - ed_centre
-        rho = np.hypot(d[..., 0], d[..., 1])
-        s = np.clip((rho - 19.0) / 4.0, -1.6, 1.6)
-        ur = c0 + b * (s + R.TRANSMURAL_CUBIC * s**3)
-        return d / np.maximum(rho, 1e-9)[..., None] * ur[..., None]
-    return u
-
-
-def test_registration_reads_thickening_that_is_not_linear_across_the_wall():
-    """Contraction with thickening concentrated mid-wall (the shape of the registration's
-    model): HARP's field, linear across the wall, cannot hold it; the registration must
-    give the true radial and circumferential strain."""
-    ed = _ring_landmarks()
-
-    def field_at(t):
-        return _radial_field(CENTRE, -2.5 * _phase(t), 1.6 * _phase(t))
-
-    def inverse(x, y, t):
-        u = field_at(t)
-        p = np.stack([x, y], -1)
-        m = p.copy()
-        for _ in range(30):  # X = x - u(X): a contraction for this small, smooth field
-            m = p - u(m)
-        return m[..., 0], m[..., 1]
-
-    truth = np.stack([ed + field_at(t)(ed) for t in range(T)])
-    frames = _render(inverse)
-    valid = np.ones(T, bool)
-    harp = _track(frames, ed).landmarks
-    refined = R.register_tags(frames, valid, ed, harp, LAM)
-    s_true, s_harp, s_reg = (compute_strains(x) for x in (truth, harp, refined))
-    es = 7
-    reg_err = abs(s_reg["radial"][es] - s_true["radial"][es])
-    harp_err = abs(s_harp["radial"][es] - s_true["radial"][es])
-    assert s_true["radial"][es] > 0.1  # the wall does thicken
-    assert reg_err < 0.01 < harp_err
-    assert abs(s_reg["circ_global"][es] - s_true["circ_global"][es]) < 2e-3
-    assert np.abs(refined - truth).max() < 0.2
-
-
-def test_registration_keeps_invalid_frames_and_a_wall_too_thin_to_sample():
-    ed = _ring_landmarks()
-    frames = _render(lambda x, y, t: (x + 0.1 * t, y))
-    valid = np.ones(T, bool)
-    valid[15:] = False
-    start = H.track_harp(frames, valid, ed).landmarks
-    out = R.register_tags(frames, valid, ed, start, LAM)
-    assert np.isnan(out[15:]).all() and np.isfinite(out[:15]).all()
-    np.testing.assert_array_equal(out[0], ed)
-    thin = _ring_landmarks(wall=0.6)  # under one pixel: fewer samples than coefficients
-    start = np.broadcast_to(thin, (T, 168, 2)) + 0.3
-    np.testing.assert_array_equal(R.register_tags(frames, valid, thin, start, LAM), start)
-
-
-def test_registration_of_a_track_off_the_image_returns_it_unchanged():
-    frames = _render(lambda x, y, t: (x, y))
-    ed = _ring_landmarks(centre=np.array([COLS + 60.0, ROWS + 60.0]))
-    start = np.broadcast_to(ed, (T, 168, 2)).copy()
-    np.testing.assert_array_equal(R.register_tags(frames, np.ones(T, bool), ed, start, LAM),
-                                  start)

@@ -46,7 +46,7 @@ from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
 from raytag.tracking.harmonics import circular_difference, find_first_harmonic_peaks
 
 __all__ = ["CineHarmonics", "HarpResult", "interior_grid", "grid_coordinates", "fit_field",
-           "field_basis", "track_harp", "HARP_WINDOW"]
+           "track_harp", "HARP_WINDOW"]
 
 #: Side of the analysis window around the heart (px): holds a dilated LV, RV and motion.
 HARP_WINDOW = 128
@@ -330,8 +330,8 @@ SMOOTHNESS = 1e-2
 TRANSMURAL_DEGREE = 1
 
 
-def field_basis(k: np.ndarray, r: np.ndarray, order: int,
-                degree: int = TRANSMURAL_DEGREE) -> np.ndarray:
+def _basis(k: np.ndarray, r: np.ndarray, order: int,
+           degree: int = TRANSMURAL_DEGREE) -> np.ndarray:
     """Design matrix ``(M, (degree + 1) (2 order + 1))``: a trig polynomial in the spoke
     angle times powers ``((r - 3) / 3)**d``, ``d <= degree``, across the wall."""
     phi = 2 * np.pi * np.asarray(k) / N_CIRCUMFERENTIAL
@@ -353,10 +353,10 @@ def fit_field(k: np.ndarray, r: np.ndarray, displacement: np.ndarray, weights: n
     the rest) times the mean data weight: high orders are used only where the data demand
     them, and a gap (points without weight) is bridged smoothly instead of wildly.
     Returns a callable ``(k, r) -> (len(k), 2)`` displacement (its ``coef`` attribute: the
-    coefficients, to evaluate with a precomputed basis). ``design``: ``field_basis(k, r)``
+    coefficients, to evaluate with a precomputed basis). ``design``: ``_basis(k, r)``
     when the caller has it already (the same grid every frame).
     """
-    a = field_basis(k, r, order, degree) if design is None else design
+    a = _basis(k, r, order, degree) if design is None else design
     w = np.asarray(weights, dtype=np.float64)
     ok = np.isfinite(displacement).all(axis=1) & (w > 0)
     aw = a[ok] * w[ok, None]
@@ -367,7 +367,7 @@ def fit_field(k: np.ndarray, r: np.ndarray, displacement: np.ndarray, weights: n
     coef = np.linalg.solve(gram + np.diag(pen * scale), aw.T @ displacement[ok])
 
     def field(kq, rq):
-        return field_basis(kq, rq, order, degree) @ coef
+        return _basis(kq, rq, order, degree) @ coef
 
     field.coef = coef
     return field
@@ -441,7 +441,7 @@ def track_harp(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.nda
     pts0, kq, rq = interior_grid(ed)
     k_lm = np.repeat(np.arange(N_CIRCUMFERENTIAL, dtype=float), N_TRANSMURAL)
     r_lm = np.tile(np.arange(N_TRANSMURAL, dtype=float), N_CIRCUMFERENTIAL)
-    design, design_lm = field_basis(kq, rq, order), field_basis(k_lm, r_lm, order)  # once per slice
+    design, design_lm = _basis(kq, rq, order), _basis(k_lm, r_lm, order)  # once per slice
     target, mag0 = h.sample(0, pts0)
     m = len(pts0)
     tracked = np.full((t_count, m, 2), np.nan)

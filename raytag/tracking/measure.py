@@ -5,9 +5,8 @@ The second half of inference, shared by :meth:`raytag.models.predictor.Predictor
 same code. Trackers (:data:`TRACKERS`):
 
 - ``network``: the RNN-CNN's landmarks in every frame (the paper's method);
-- ``harp``: the network's ED landmarks, moved through the cine by HARP and refined by
-  registering the tag pattern (:func:`raytag.tracking.register.track_and_register`):
-  motion from the tags, not from the anatomy;
+- ``harp``: the network's ED landmarks, moved through the cine by HARP
+  (:func:`raytag.tracking.harp.track_harp`): motion from the tags, not from the anatomy;
 - ``hybrid``: HARP started in every frame from the network's landmarks (the network
   arbitrates which tag is which, HARP makes the track phase-consistent);
 - ``tags``: the ED geometry fitted to tag physics (the blood pool loses its tags, the
@@ -31,8 +30,7 @@ from raytag.constants import TRACKERS
 from raytag.strain import compute_strains
 from raytag.tracking import qc
 from raytag.tracking.edfit import MIN_CONTRAST, MIN_RAYS_USED, fit_ed_geometry
-from raytag.tracking.harp import CineHarmonics
-from raytag.tracking.register import track_and_register
+from raytag.tracking.harp import CineHarmonics, track_harp
 
 __all__ = ["TRACKERS", "SliceMeasurement", "measure_slice"]
 
@@ -121,11 +119,11 @@ def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
                                 ["no_tag_grid"], "network")
     if tracker == "tags":
         ed, tracker = _tag_geometry(h, ed, spacing_mm)
-    harp = track_and_register(frames, valid, ed, harmonics=h)
+    harp = track_harp(frames, valid, ed, harmonics=h).landmarks
     reported = {"network": net, "harp": harp, "tags": harp}.get(tracker)
     if reported is None:  # hybrid: the tracker's motion, from the ED ring HARP follows
-        reported = track_and_register(frames, valid, ed, guide=net - net[0] + ed,
-                                      harmonics=h)
+        reported = track_harp(frames, valid, ed, guide=net - net[0] + ed,
+                              harmonics=h).landmarks
     strains = _strains(reported, spacing_mm, valid)
     es = int(strains["es_frame"])
     uncertainty = float("nan")
