@@ -20,8 +20,8 @@ from raytag.constants import N_FRAMES, STATUS_OK
 from raytag.io.records import SliceRecord
 from raytag.strain import CURVE_NAMES
 
-__all__ = ["RESULTS_SCHEMA", "result_row", "rows_to_table", "records_to_batch",
-           "batch_to_records"]
+__all__ = ["RESULTS_SCHEMA", "result_row", "rows_to_table", "measured_model_versions",
+           "records_to_batch", "batch_to_records"]
 
 _f64_list = pa.list_(pa.float64())
 
@@ -138,6 +138,18 @@ def result_row(
 def rows_to_table(rows: Sequence[Mapping]) -> pa.Table:
     """A table with exactly :data:`RESULTS_SCHEMA` (missing keys become null)."""
     return pa.Table.from_pylist([dict(r) for r in rows], schema=RESULTS_SCHEMA)
+
+
+def measured_model_versions(versions: Sequence[str | None], statuses: Sequence[str]) -> list[str]:
+    """Distinct ``model_version`` values of the measured rows (status ``ok``), sorted.
+
+    A row that failed before tracking carries the networks' part of the version without
+    the ``tracker=`` suffix (no tracker ran on it), so listing every row's version would
+    name one model twice. When no row was measured, every row's version is listed, so a
+    run whose slices all failed still says which model it ran. Empty and missing dropped.
+    """
+    measured = {v for v, s in zip(versions, statuses, strict=True) if v and s == STATUS_OK}
+    return sorted(measured or {v for v in versions if v})
 
 
 # --- SliceRecords <-> columnar batches (the pipeline's transit format) --------------------

@@ -341,6 +341,10 @@ def test_end_to_end_on_s3_exactly_once_and_readable_everywhere(cohort, s3_endpoi
     assert failed and all(r["error"] and r["stage"] == "ingest" for r in failed)
     assert {r["reason"] for r in failed} <= {"not_a_zip", "slice_missing"}
     assert set(summary["failure_reasons"]) <= {"not_a_zip", "slice_missing"}
+    # one model measured every ok row; the ingest failures (no tracker ran) do not add
+    # a second, suffix-less version to the summary
+    ok_versions = {r["model_version"] for r in table.to_pylist() if r["status"] == "ok"}
+    assert len(ok_versions) == 1 and summary["model_versions"] == sorted(ok_versions)
     # the shipped weights put boxes and landmarks where the truth is
     truth = truth_by_key(cohort)
     ok = [r for r in table.to_pylist() if r["status"] == "ok"]

@@ -30,6 +30,19 @@ from raytag.results import RESULTS_SCHEMA
 # ---------------------------------------------------------------- statistics, by hand
 
 
+def test_measured_model_versions_names_the_models_that_measured_rows():
+    from raytag.results import measured_model_versions
+
+    versions = ["m tracker=tags", "m", None, "m tracker=tags", "", "n tracker=harp"]
+    statuses = ["ok", "failed", "failed", "ok", "failed", "ok"]
+    assert measured_model_versions(versions, statuses) == ["m tracker=tags", "n tracker=harp"]
+    # nothing measured: still say which model ran; nothing at all: nothing
+    assert measured_model_versions(["m", None], ["failed", "failed"]) == ["m"]
+    assert measured_model_versions([None, ""], ["failed", "failed"]) == []
+    with pytest.raises(ValueError):
+        measured_model_versions(["m"], ["ok", "failed"])
+
+
 def test_paired_agreement_matches_hand_computation():
     pred, ref = [1.0, 2.0, 3.0, 4.0, np.nan], [0.5, 2.5, 2.0, 3.0, 7.0]
     a = stats.paired_agreement(pred, ref)

@@ -30,6 +30,7 @@ from raytag.analysis import html as H
 from raytag.analysis.stats import LOA_Z
 from raytag.io import read_participant, storage
 from raytag.io.tables import read_groups
+from raytag.results import measured_model_versions
 from raytag.strain import CURVE_NAMES
 
 __all__ = ["build_report", "DEFAULT_MAX_CASES"]
@@ -173,7 +174,8 @@ def _compute(results_uri, reference_uri, groups_uri, max_cases, echo, bar) -> di
             "participants": len(set(zip(results.eid.tolist(), results.instance.tolist(),
                                         strict=True))),
             "ok_rows": int(results.ok.sum()),
-            "model_versions": sorted({v or "" for v in results.model_version.tolist()}),
+            "model_versions": measured_model_versions(results.model_version.tolist(),
+                                                      results.status.tolist()),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     images: dict[str, bytes] = {}
     pairs = None

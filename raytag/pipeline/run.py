@@ -37,7 +37,7 @@ from raytag.pipeline import telemetry
 from raytag.pipeline.cluster import ensure_ray
 from raytag.pipeline.settings import RETRY_POLICIES, RunSettings
 from raytag.pipeline.stages import PredictNetworks, decode_participants, measure_batch
-from raytag.results import RESULTS_SCHEMA
+from raytag.results import RESULTS_SCHEMA, measured_model_versions
 
 __all__ = ["list_inputs", "build_index", "run_cohort", "pool_size", "task_cpus", "gpu_capacity",
            "plan_work", "RETRY_POLICIES", "summarise"]
@@ -406,5 +406,6 @@ def summarise(output_uri: str) -> dict:
         "by_status": dict(Counter(status)),
         "failure_reasons": dict(reasons),
         "duplicate_keys": sum(1 for n in keys.values() if n > 1),
-        "model_versions": sorted({v or "" for v in table.column("model_version").to_pylist()}),
+        "model_versions": measured_model_versions(table.column("model_version").to_pylist(),
+                                                  status),
     }
