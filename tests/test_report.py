@@ -25,14 +25,12 @@ from raytag.io import storage
 from raytag.io.tables import read_groups, read_results
 from raytag.landmarks import annulus
 from raytag.phantom.cohort import SynthConfig, truth_table, write_participants
-from raytag.results import RESULTS_SCHEMA
+from raytag.results import RESULTS_SCHEMA, measured_model_versions
 
 # ---------------------------------------------------------------- statistics, by hand
 
 
 def test_measured_model_versions_names_the_models_that_measured_rows():
-    from raytag.results import measured_model_versions
-
     versions = ["m tracker=tags", "m", None, "m tracker=tags", "", "n tracker=harp"]
     statuses = ["ok", "failed", "failed", "ok", "failed", "ok"]
     assert measured_model_versions(versions, statuses) == ["m tracker=tags", "n tracker=harp"]
