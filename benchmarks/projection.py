@@ -59,14 +59,16 @@ def measure_rates(participants: int = 6, repeats: int = 5, seed: int = 424242,
     config = SynthConfig(participants, seed=seed, family=family)
     parts = [generate_participant(i, config) for i in range(participants)]
     zips = [(gp.name, gp.data) for gp in parts]
-    tracks = []
-    for gp in parts:
+    tracks, decoded = [], 0
+    for gp, z in zip(parts, zips, strict=True):
         truth = {r["slice_index"]: r for r in gp.truth_rows}
-        for rec in read_participant((gp.name, gp.data)):
-            if rec.ok and rec.slice_index in truth:
+        for rec in read_participant(z):
+            if not rec.ok:
+                continue
+            decoded += int(rec.frame_valid.sum())
+            if rec.slice_index in truth:
                 ed = np.array(truth[rec.slice_index]["landmarks_px"]).reshape(-1, 168, 2)[0]
                 tracks.append((rec.frames, rec.frame_valid, ed))
-    decoded = sum(int(r.frame_valid.sum()) for z in zips for r in read_participant(z) if r.ok)
     tracked = sum(int(v.sum()) for _, v, _ in tracks)
     rates: dict[str, list[float]] = {"decode": [], "harp": []}
     for _ in range(repeats):
