@@ -83,8 +83,8 @@ def finish_prediction(records: Sequence[SliceRecord], net: NetworkOutput,
                                   frame_valid=valid)
         return Prediction(net.bbox_px, net.landmarks_px, strains, net.model_version)
     eds = net.ed_px if net.ed_px is not None else [None] * len(records)
-    ms = [measure_slice(r.frames, r.frame_valid, r.pixel_spacing_mm, pts, tracking, ed)
-          for r, pts, ed in zip(records, net.landmarks_px, eds, strict=True)]
+    ms = [measure_slice(r.frames, r.frame_valid, r.pixel_spacing_mm, pts, tracking, ed, box)
+          for r, pts, ed, box in zip(records, net.landmarks_px, eds, net.bbox_px, strict=True)]
     strains = {k: np.stack([np.asarray(m.strains[k]) for m in ms]) for k in ms[0].strains}
     return Prediction(net.bbox_px, np.stack([m.landmarks_px for m in ms]), strains,
                       f"{net.model_version} tracker={tracking}", ms)

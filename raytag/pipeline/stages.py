@@ -197,9 +197,9 @@ def measure_batch(batch: dict[str, np.ndarray], tracker: str = "network") -> pa.
         if rec.ok:
             version = f"{version} tracker={tracker}"
             try:
-                m = measure_slice(rec.frames, rec.frame_valid, rec.pixel_spacing_mm,
-                                  batch["net_landmarks"][i], tracker, batch["net_ed"][i])
                 box = np.asarray(batch["bbox_px"][i], dtype=np.float64)
+                m = measure_slice(rec.frames, rec.frame_valid, rec.pixel_spacing_mm,
+                                  batch["net_landmarks"][i], tracker, batch["net_ed"][i], box)
                 rec.qc_flags.extend(qc_flags_for(m.strains, m.landmarks_px, box,
                                                  rec.frames.shape[-2:]))
                 row = result_row(rec, m.strains, m.landmarks_px, box, version, m)
