@@ -4,8 +4,8 @@ For each family a test cohort is generated on its own seed (never used for train
 training cohorts use seeds below 9000), and the same slices are measured in several
 settings so that localisation and tracking errors stay separate:
 
-- ``end_to_end/<tracker>``: localiser -> box refinement -> tracker network -> tracker
-  (``network``, ``harp`` or ``hybrid``), as ``raytag run`` does;
+- ``end_to_end/<tracker>``: localiser (-> box refinement, ``--refine-passes``) -> networks
+  -> tracker (``network``, ``harp``, ``hybrid`` or ``tags``), as ``raytag run`` does;
 - ``truth_box/<tracker>``: the same with the truth ROI box (localiser out of the loop);
 - ``truth_ed/harp``: HARP from the truth ED landmarks (networks out of the loop: the
   tracker's own accuracy, the phase-based tracking issue's acceptance).
@@ -148,10 +148,12 @@ def main(argv=None) -> int:
     ap.add_argument("--participants", type=int, default=20)
     ap.add_argument("--seed-offset", type=int, default=0,
                     help="added to every test seed (a second, independent draw)")
+    ap.add_argument("--refine-passes", type=int, default=None,
+                    help="box-refinement passes (default: the shipped default)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     trained = set(args.trained_on.split(","))
-    predictor = load_predictor(args.weights, device="cpu")
+    predictor = load_predictor(args.weights, device="cpu", refine_passes=args.refine_passes)
     result = {
         "machine": machine(), "commit": commit(), "model_version": predictor.model_version,
         "trained_on": sorted(trained), "participants_per_family": args.participants,

@@ -29,8 +29,13 @@ CROP_SIZE = 128
 ROI_MARGIN = 0.30
 
 #: Beyond the paper: tracker passes re-run on the box recomputed from the tracked ED
-#: landmarks (raytag.models.predictor.Predictor); measured in the weights' model card.
-REFINE_PASSES = 1
+#: landmarks (raytag.models.predictor.Predictor). Off by default since the centre
+#: localiser: its own box beats the one re-fitted to the ED network's landmarks on every
+#: tuning cohort (ROI IoU 0.957/0.949 vs 0.895/0.905 on disc seeds 7101/7111, 0.933/0.941
+#: vs 0.888/0.867 on thorax 7102/7112), and so do the ED network's landmarks (RMSE at ED
+#: 2.17/2.08/3.32/3.29 vs 2.50/2.61/3.43/3.97 mm); the default tracker's strain is
+#: unchanged. The pass was built for the corner localiser, whose boxes were worse.
+REFINE_PASSES = 0
 
 #: Training: Adam base learning rate per network (Ferdian et al. 2020: 1e-3 for the ROI
 #: network, 1e-4 for the RNN-CNN; the ED-geometry network, a single-frame regressor, like
