@@ -150,10 +150,13 @@ def main(argv=None) -> int:
                     help="added to every test seed (a second, independent draw)")
     ap.add_argument("--refine-passes", type=int, default=None,
                     help="box-refinement passes (default: the shipped default)")
+    ap.add_argument("--localiser-views", type=int, default=None,
+                    help="1 or 8 views for the localiser (default: the shipped default)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     trained = set(args.trained_on.split(","))
-    predictor = load_predictor(args.weights, device="cpu", refine_passes=args.refine_passes)
+    predictor = load_predictor(args.weights, device="cpu", refine_passes=args.refine_passes,
+                               localiser_views=args.localiser_views)
     result = {
         "machine": machine(), "commit": commit(), "model_version": predictor.model_version,
         "trained_on": sorted(trained), "participants_per_family": args.participants,

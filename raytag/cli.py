@@ -26,7 +26,7 @@ from raytag.cli_checks import (
     positive_float,
     positive_int,
 )
-from raytag.constants import DEFAULT_LR, DEFAULT_TRACKER, REFINE_PASSES, TRACKERS
+from raytag.constants import DEFAULT_LR, DEFAULT_TRACKER, LOCALISER_VIEWS, REFINE_PASSES, TRACKERS
 
 # retry policies from the run settings, which import no numerical code (``raytag --help``
 # stays fast)
@@ -169,7 +169,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         check_input("--data", args.data)
     if args.out:
         check_output("--out", args.out)
-    predictor = check_weights("--weights", args.weights, args.refine_passes)
+    predictor = check_weights("--weights", args.weights, args.refine_passes,
+                              args.localiser_views)
     from raytag.train.evaluate import evaluate, format_table, labelled_split, write_report
 
     predictor.tracking = args.tracker
@@ -193,7 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # a user's folder is loaded once here, so that a bad one fails in one line before
         # Ray starts; the shipped weights are tested with the package, and importing torch
         # in the driver only to load them again in every actor costs ~1.5 s per run
-        check_weights("--weights", args.weights, args.refine_passes)
+        check_weights("--weights", args.weights, args.refine_passes, args.localiser_views)
     from raytag.pipeline.run import run_cohort
     from raytag.pipeline.settings import RunSettings
 
@@ -202,7 +203,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             weights=args.weights, limit=args.limit, resume=args.resume,
             model_actors=args.model_actors, gpus=args.gpus, rows_per_file=args.rows_per_file,
             flush_seconds=args.flush_seconds, refine_passes=args.refine_passes,
-            tracker=args.tracker, retry_failed=args.retry_failed,
+            localiser_views=args.localiser_views, tracker=args.tracker,
+            retry_failed=args.retry_failed,
             allow_outside_links=args.allow_outside_links), dashboard=args.dashboard)
     except (FileExistsError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
@@ -447,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--refine-passes", type=nonnegative_int, default=REFINE_PASSES,
                     help="tracker passes on the box re-fitted to the tracked ED landmarks "
                     f"(default {REFINE_PASSES}; 0 = the paper's single pass)")
+    ev.add_argument("--localiser-views", type=int, choices=(1, 8), default=LOCALISER_VIEWS,
+                    help="views of the input the centre localiser agrees on (8: every "
+                    f"90-degree rotation and mirror; default {LOCALISER_VIEWS})")
     ev.add_argument("--out", default=None, help="folder for metrics.json and metrics.md")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
     ev.set_defaults(func=_cmd_evaluate)
@@ -491,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--refine-passes", type=nonnegative_int, default=REFINE_PASSES,
                      help="tracker passes on the box re-fitted to the tracked ED landmarks "
                      f"(default {REFINE_PASSES}; 0 = the paper's single pass, twice as fast)")
+    run.add_argument("--localiser-views", type=int, choices=(1, 8), default=LOCALISER_VIEWS,
+                     help="views of the input the centre localiser agrees on (8: every "
+                     f"90-degree rotation and mirror, 8 localiser forwards; default "
+                     f"{LOCALISER_VIEWS})")
     run.add_argument("--dashboard", action="store_true",
                      help="start a local Ray with its dashboard and print the URL")
     run.set_defaults(func=_cmd_run)

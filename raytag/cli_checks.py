@@ -128,7 +128,8 @@ def check_readable_file(option: str, uri: str) -> None:
         raise UsageError(f"{option} {uri}: no such file")
 
 
-def check_weights(option: str, folder: str | None, refine_passes: int | None = None):
+def check_weights(option: str, folder: str | None, refine_passes: int | None = None,
+                  localiser_views: int | None = None):
     """Load the weights once (CPU) so that a bad folder fails here, in one line, and not
     in every model actor. Returns the predictor (its ``model_version`` is useful)."""
     if folder is not None and not _is_remote(folder):
@@ -141,7 +142,8 @@ def check_weights(option: str, folder: str | None, refine_passes: int | None = N
     from raytag.models.weights import load_predictor
 
     try:
-        return load_predictor(folder, device="cpu", refine_passes=refine_passes)
+        return load_predictor(folder, device="cpu", refine_passes=refine_passes,
+                              localiser_views=localiser_views)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"{option} {folder or '(shipped)'}: cannot load weights: "

@@ -36,6 +36,15 @@ ROI_MARGIN = 0.30
 #: 2.17/2.08/3.32/3.29 vs 2.50/2.61/3.43/3.97 mm); the default tracker's strain is
 #: unchanged. The pass was built for the corner localiser, whose boxes were worse.
 REFINE_PASSES = 0
+#: Beyond the paper: the centre localiser's box as the consensus of 1 or 8 views of the
+#: input (every rotation by 90 degrees, with and without a mirror;
+#: raytag.models.networks.CentreLocaliser.locate_views). 8 views raised ROI IoU on every
+#: tuning cohort (disc 7101/7111, thorax 7102/7112) and on a fresh draw of the held-out
+#: family (0.770 -> 0.804, RMSE at ED 17.9 -> 12.7 mm), but not the strain: the default
+#: tracker's ES circ error SD was unchanged on the tuning cohorts (0.022/0.019/0.034/0.051
+#: -> 0.022/0.022/0.034/0.045) and worse on that held-out draw (0.096 -> 0.267), so the
+#: default stays 1 (docs/networks.md; ``raytag run --localiser-views 8``).
+LOCALISER_VIEWS = 1
 
 #: Training: Adam base learning rate per network (Ferdian et al. 2020: 1e-3 for the ROI
 #: network, 1e-4 for the RNN-CNN; the ED-geometry network, a single-frame regressor, like

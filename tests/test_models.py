@@ -19,7 +19,7 @@ from raytag.models import (
 )
 from raytag.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from raytag.models.loss import localiser_loss, tracker_loss
-from raytag.models.networks import centre_targets, localiser_inputs
+from raytag.models.networks import centre_targets, localiser_inputs, view_to_image_xy
 from raytag.models.normalise import normalise_cines
 from raytag.models.predictor import Predictor
 from raytag.models.presets import TrackerConfig
@@ -148,6 +148,82 @@ def test_localiser_loss():
     a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     assert localiser_loss(a, a + 2, size=1.0).item() == 4.0
     assert localiser_loss(a, a + 64).item() == pytest.approx(0.0625)  # (64/256)^2
+
+
+def _views(img: torch.Tensor):
+    """The eight views of ``img`` (..., y, x) as locate_views makes them."""
+    for flip in (False, True):
+        for k in range(4):
+            yield k, flip, torch.rot90(img.flip(-1) if flip else img, k, dims=(-2, -1))
+
+
+def test_view_coordinates_map_back_to_the_image():
+    """A single bright pixel, found in each view by argmax, maps back to where it is."""
+    n = 16
+    img = torch.zeros(n, n)
+    img[3, 11] = 1.0  # (y, x) = (3, 11)
+    for k, flip, v in _views(img):
+        iy, ix = divmod(int(v.argmax()), n)
+        back = view_to_image_xy(torch.tensor([[float(ix), float(iy)]]), k, flip, n)
+        assert back.tolist() == [[11.0, 3.0]], (k, flip)
+
+
+class _ExtentLocaliser(CentreLocaliser):
+    """A stand-in network, equivariant by construction: its box is the extent of the ED
+    channel's bright pixels in whatever view it is shown, grown by 10 padded px; with
+    ``fixed`` it answers one 40 x 20 box at (60, 90) whatever the image (its views
+    disagree)."""
+
+    def __init__(self, fixed: bool = False):
+        super().__init__()
+        self.fixed = fixed
+
+    def forward(self, x):
+        return {"x": x}
+
+    def decode(self, out):
+        x = out["x"][:, 0]
+        b, s, _ = x.shape
+        scale = self.config.pad_size // s  # one input pixel = scale x scale padded pixels
+        if self.fixed:
+            return torch.tensor([[40.0, 80.0, 80.0, 100.0]] * b), torch.ones(b)
+        boxes = []
+        for img in x:
+            ys, xs = torch.nonzero(img > 0.5, as_tuple=True)
+            boxes.append(torch.stack([xs.min() * scale - 10, ys.min() * scale - 10,
+                                      xs.max() * scale + scale - 1 + 10,
+                                      ys.max() * scale + scale - 1 + 10]).float())
+        return torch.stack(boxes), torch.ones(b)
+
+
+def test_localiser_views_agree_on_an_equivariant_answer_and_keep_its_shape():
+    cines = torch.zeros(2, 20, 256, 256)
+    cines[0, :, 100:102, 160:180] = 1.0  # wide and flat: a w/h mix-up changes the box
+    cines[1, :, 30:70, 40:44] = 1.0  # tall and narrow
+    valid = torch.ones(2, 20, dtype=torch.bool)
+    loc = _ExtentLocaliser().eval()
+    single = loc.locate(cines, valid)
+    torch.testing.assert_close(single[0], torch.tensor([150.0, 90.0, 189.0, 111.0]))
+    boxes, agree = loc.locate_views(cines, valid)
+    torch.testing.assert_close(boxes, single)
+    assert agree.tolist() == [1.0, 1.0]
+    torch.testing.assert_close(loc.locate(cines, valid, views=8), boxes)
+    with pytest.raises(ValueError, match="views"):
+        loc.locate(cines, valid, views=4)
+
+
+def test_localiser_views_that_disagree_are_outvoted_and_reported():
+    """A localiser that answers (60, 90) in every view's own coordinates: mapped back, the
+    eight views land on eight different places (the dihedral orbit of a point off the
+    axes), so the agreement is 1/8 and the box is one of the eight."""
+    cines = torch.zeros(1, 20, 256, 256)
+    valid = torch.ones(1, 20, dtype=torch.bool)
+    boxes, agree = _ExtentLocaliser(fixed=True).eval().locate_views(cines, valid)
+    assert agree.item() == pytest.approx(1 / 8)
+    c = ((boxes[0, :2] + boxes[0, 2:]) / 2).tolist()
+    candidates = [view_to_image_xy(torch.tensor([60.0, 90.0]), k, f, 256).tolist()
+                  for f in (False, True) for k in range(4)]
+    assert any(np.allclose(c, p) for p in candidates)
 
 
 def test_normalisation_percentiles_by_hand():

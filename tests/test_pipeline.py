@@ -97,7 +97,8 @@ def test_run_settings_refuse_bad_values_before_anything_starts():
     from raytag.pipeline.settings import RunSettings
 
     for bad in ({"tracker": "magic"}, {"retry_failed": "sometimes"}, {"rows_per_file": 0},
-                {"limit": 0}, {"gpus": -1}, {"refine_passes": -1}, {"flush_seconds": 0}):
+                {"limit": 0}, {"gpus": -1}, {"refine_passes": -1}, {"localiser_views": 4},
+                {"flush_seconds": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             RunSettings(**bad)
     with pytest.raises(ValueError, match="tracker"):
@@ -176,6 +177,10 @@ def test_model_failure_costs_only_its_slice(cohort, monkeypatch):
     assert "refine" not in predict.predictor.model_version
     assert build_parser().parse_args(["run", "--input", "a", "--output", "b",
                                       "--refine-passes", "0"]).refine_passes == 0
+    views = PredictNetworks(localiser_views=8).predictor
+    assert views.localiser_views == 8 and views.model_version.endswith(" views8")
+    assert build_parser().parse_args(["run", "--input", "a", "--output", "b",
+                                      "--localiser-views", "8"]).localiser_views == 8
     ok = [i for i, s in enumerate(batch["status"]) if s == "ok"]
     bad = ok[0]
     bad_frames = batch["frames"][bad]

@@ -21,7 +21,7 @@ from raytag.models.presets import (
 )
 
 __all__ = ["Localiser", "CentreLocaliser", "Tracker", "EDNet", "split_xy", "count_parameters",
-           "template_landmarks", "localiser_inputs", "centre_targets"]
+           "template_landmarks", "localiser_inputs", "centre_targets", "view_to_image_xy"]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -191,9 +191,71 @@ class CentreLocaliser(nn.Module):
         size = (out["log_size"].float()[b, :, iy, ix] - tgt["log_size"]).abs().sum(dim=1).mean()
         return heat + off + 2.0 * size
 
-    def locate(self, cines: torch.Tensor, frame_valid: torch.Tensor) -> torch.Tensor:
-        """Normalised padded cines ``(B, T, 256, 256)`` -> boxes ``(B, 4)`` padded px."""
+    def locate(self, cines: torch.Tensor, frame_valid: torch.Tensor,
+               views: int = 1) -> torch.Tensor:
+        """Normalised padded cines ``(B, T, 256, 256)`` -> boxes ``(B, 4)`` padded px.
+
+        ``views``: 1, or 8 for the consensus of the eight rotations and mirrors of the
+        input (:meth:`locate_views`)."""
+        if views == 8:
+            return self.locate_views(cines, frame_valid)[0]
+        if views != 1:
+            raise ValueError(f"views must be 1 or 8, got {views}")
         return self.decode(self(localiser_inputs(cines, frame_valid, self.config.input_size)))[0]
+
+    def locate_views(self, cines: torch.Tensor, frame_valid: torch.Tensor,
+                     inlier_frac: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test-time augmentation over the dihedral group: boxes ``(B, 4)`` padded px and
+        ``agreement`` ``(B,)`` in [1/8, 1].
+
+        The input is rotated by 0/90/180/270 degrees, with and without a mirror (exact
+        pixel permutations of the square input, no resampling); each view's box is mapped
+        back. The views' medoid centre is kept with every view within ``inlier_frac`` of
+        its box size: the box is their mean centre and median size, ``agreement`` the
+        fraction of views that agree. Why: the localiser was trained with any rotation and
+        mirror, so each view is an independent-ish guess at the same box; the consensus
+        raised ROI IoU on every tuning cohort (disc seeds 7101/7111, thorax 7102/7112:
+        0.957/0.949/0.933/0.941 -> 0.964/0.960/0.948/0.948), and views that disagree mark
+        an image the localiser does not understand.
+        """
+        inp = localiser_inputs(cines, frame_valid, self.config.input_size)
+        n = self.config.pad_size
+        centres, sizes = [], []
+        for flip in (False, True):
+            for k in range(4):
+                v = inp.flip(-1) if flip else inp
+                boxes = self.decode(self(torch.rot90(v, k, dims=(-2, -1))))[0].float()
+                c = (boxes[:, :2] + boxes[:, 2:]) / 2
+                wh = boxes[:, 2:] - boxes[:, :2]
+                centres.append(view_to_image_xy(c, k, flip, n))
+                sizes.append(wh.flip(-1) if k % 2 else wh)
+        c = torch.stack(centres, 1)  # (B, 8, 2)
+        wh = torch.stack(sizes, 1)
+        dist = torch.cdist(c, c)  # (B, 8, 8)
+        med = dist.sum(-1).argmin(-1)
+        b = torch.arange(len(c), device=c.device)
+        radius = inlier_frac * wh[b, med].mean(-1)
+        inlier = dist[b, med] <= radius[:, None]  # (B, 8); the medoid itself always
+        w = inlier.to(c.dtype)[..., None]
+        centre = (c * w).sum(1) / w.sum(1)
+        size = torch.where(inlier[..., None], wh, torch.nan).nanmedian(dim=1).values
+        boxes = torch.cat([centre - size / 2, centre + size / 2], dim=-1)
+        return boxes, inlier.float().mean(-1)
+
+
+def view_to_image_xy(points: torch.Tensor, k: int, flip: bool, n: int) -> torch.Tensor:
+    """Points ``(..., 2)`` (x, y) px in a view of an ``n``-px square image -> the image's.
+
+    The view is ``torch.rot90(image.flip(-1) if flip else image, k, dims=(-2, -1))``
+    (dims (y, x)); pixel centres at integer coordinates. One ``rot90`` maps image (x, y)
+    to view (y, n - 1 - x), so its inverse maps view (x, y) to image (n - 1 - y, x).
+    """
+    x, y = points[..., 0], points[..., 1]
+    for _ in range(k % 4):
+        x, y = n - 1 - y, x
+    if flip:
+        x = n - 1 - x
+    return torch.stack([x, y], dim=-1)
 
 
 class Tracker(nn.Module):

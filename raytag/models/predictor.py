@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from raytag import __version__, geometry
-from raytag.constants import CROP_SIZE, N_FRAMES, PAD_SIZE, REFINE_PASSES
+from raytag.constants import CROP_SIZE, LOCALISER_VIEWS, N_FRAMES, PAD_SIZE, REFINE_PASSES
 from raytag.io.records import SliceRecord
 from raytag.models.checkpoint import Checkpoint, load_checkpoint
 from raytag.models.networks import CentreLocaliser, EDNet, Localiser, Tracker, split_xy
@@ -107,6 +107,10 @@ class Predictor:
     a distorted crop it has not seen; one pass re-centres the crop on what it tracked.
     Each pass costs one more tracker forward. The reported box is the last one used.
 
+    ``localiser_views``: 1 or 8, the centre localiser's test-time views
+    (:meth:`~raytag.models.networks.CentreLocaliser.locate_views`); ignored by the corner
+    localiser.
+
     ``tracking``: what moves the landmarks after the networks (see
     :mod:`raytag.tracking.measure`): ``network``, ``harp`` or ``hybrid``, each with tag QC;
     None for the network's landmarks without tag analysis (``raytag run --tracker``).
@@ -123,7 +127,11 @@ class Predictor:
         refine_passes: int = REFINE_PASSES,
         tracking: str | None = "network",
         ed_net: EDNet | None = None,
+        localiser_views: int = LOCALISER_VIEWS,
     ):
+        if localiser_views not in (1, 8):
+            raise ValueError(f"localiser_views must be 1 or 8, got {localiser_views}")
+        self.localiser_views = int(localiser_views)
         if refine_passes < 0:
             raise ValueError("refine_passes must be >= 0")
         if tracking is not None and tracking not in TRACKERS:
@@ -145,7 +153,8 @@ class Predictor:
                          amp: torch.dtype | None = torch.bfloat16,
                          refine_passes: int = REFINE_PASSES,
                          tracking: str | None = "network",
-                         ed_uri: str | None = None) -> Predictor:
+                         ed_uri: str | None = None,
+                         localiser_views: int = LOCALISER_VIEWS) -> Predictor:
         loc: Checkpoint = load_checkpoint(localiser_uri, kind="localiser")
         trk: Checkpoint = load_checkpoint(tracker_uri, kind="tracker")
         ed = load_checkpoint(ed_uri, kind="ed") if ed_uri else None
@@ -157,10 +166,13 @@ class Predictor:
         version = f"raytag-{__version__} {loc.version} {trk.version}"
         if ed is not None:
             version += f" {ed.version}"
+        if localiser_views > 1 and isinstance(loc.model, CentreLocaliser):
+            version += f" views{localiser_views}"
         if refine_passes:
             version += f" refine{refine_passes}"
         return cls(loc.model, trk.model, trk.normalisation, version, device, amp,
-                   refine_passes, tracking, ed.model if ed is not None else None)
+                   refine_passes, tracking, ed.model if ed is not None else None,
+                   localiser_views)
 
     # -- the batched core ---------------------------------------------------------------
 
@@ -183,7 +195,11 @@ class Predictor:
         x = normalise_cines(frames, valid, self.normalisation)
         if boxes is None:
             with torch.inference_mode(), self._autocast():
-                boxes = self.localiser.locate(x, valid).float().cpu().numpy()
+                if isinstance(self.localiser, CentreLocaliser):
+                    boxes = self.localiser.locate(x, valid, views=self.localiser_views)
+                else:
+                    boxes = self.localiser.locate(x, valid)
+                boxes = boxes.float().cpu().numpy()
             boxes = _sanitise_boxes(boxes.astype(np.float64))
             points, ed = self._track(x, valid, boxes)
             for _ in range(self.refine_passes):

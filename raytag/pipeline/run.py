@@ -362,7 +362,8 @@ def run_cohort(
             .map_batches(decode_participants, batch_size=s.decode_batch, batch_format="numpy",
                          num_cpus=cpus_per_task, memory=DECODE_MEMORY_BYTES)
             .map_batches(PredictNetworks, fn_constructor_args=(s.weights,),
-                         fn_constructor_kwargs={"refine_passes": s.refine_passes},
+                         fn_constructor_kwargs={"refine_passes": s.refine_passes,
+                                                "localiser_views": s.localiser_views},
                          batch_size=s.predict_batch, batch_format="numpy",
                          compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
                          **actor_resources)

@@ -26,8 +26,8 @@ class RunSettings:
     it); ``model_actors``/``gpus``: model actor pool (None: from the cluster,
     :func:`raytag.pipeline.run.pool_size`); ``decode_batch``/``predict_batch``:
     participants per decode task / slices per network batch; ``rows_per_file``/
-    ``flush_seconds``: when the writer commits; ``refine_passes`` (None: the weights'
-    default); ``tracker`` (one of :data:`TRACKERS`); ``retry_failed`` (one of
+    ``flush_seconds``: when the writer commits; ``refine_passes`` and ``localiser_views``
+    (None: the defaults); ``tracker`` (one of :data:`TRACKERS`); ``retry_failed`` (one of
     :data:`RETRY_POLICIES`); ``allow_outside_links``: follow symlinks that leave the input.
     """
 
@@ -41,6 +41,7 @@ class RunSettings:
     rows_per_file: int = 3000
     flush_seconds: float = 60.0
     refine_passes: int | None = None
+    localiser_views: int | None = None
     tracker: str = DEFAULT_TRACKER
     retry_failed: str = "transient"
     allow_outside_links: bool = False
@@ -62,5 +63,7 @@ class RunSettings:
             raise ValueError(f"gpus must be >= 0, got {self.gpus}")
         if self.refine_passes is not None and self.refine_passes < 0:
             raise ValueError(f"refine_passes must be >= 0, got {self.refine_passes}")
+        if self.localiser_views not in (None, 1, 8):
+            raise ValueError(f"localiser_views must be 1 or 8, got {self.localiser_views}")
         if not self.flush_seconds > 0:
             raise ValueError(f"flush_seconds must be > 0, got {self.flush_seconds}")

@@ -114,10 +114,11 @@ class PredictNetworks:
     """
 
     def __init__(self, weights: str | None = None, max_batch: int = 16,
-                 refine_passes: int | None = None):
+                 refine_passes: int | None = None, localiser_views: int | None = None):
         from raytag.models.weights import load_predictor
 
-        self.predictor = load_predictor(weights, refine_passes=refine_passes)
+        self.predictor = load_predictor(weights, refine_passes=refine_passes,
+                                        localiser_views=localiser_views)
         self.max_batch = max_batch
         self.node = _node_id()
 

@@ -23,20 +23,23 @@ def shipped_weights() -> str | None:
 
 
 def load_predictor(weights: str | None = None, device=None,
-                   refine_passes: int | None = None, tracking: str | None = None):
+                   refine_passes: int | None = None, tracking: str | None = None,
+                   localiser_views: int | None = None):
     """A :class:`~raytag.models.predictor.Predictor` from ``weights`` (default: shipped),
     with ``refine_passes`` box-refinement passes (default :data:`REFINE_PASSES`) and the
-    ``tracking`` mode (default :data:`DEFAULT_TRACKER`)."""
+    ``tracking`` mode (default :data:`DEFAULT_TRACKER`) and ``localiser_views`` (1 or 8,
+    default :data:`LOCALISER_VIEWS`)."""
     import torch
 
     from raytag import __version__
-    from raytag.constants import DEFAULT_TRACKER, REFINE_PASSES
+    from raytag.constants import DEFAULT_TRACKER, LOCALISER_VIEWS, REFINE_PASSES
     from raytag.io import storage
     from raytag.models import build_localiser, build_tracker
     from raytag.models.predictor import Predictor
 
     passes = REFINE_PASSES if refine_passes is None else refine_passes
     tracking = tracking or DEFAULT_TRACKER
+    views = LOCALISER_VIEWS if localiser_views is None else localiser_views
     folder = weights or shipped_weights()
     if folder:
         ed = storage.join(folder, "ed.pt")
@@ -44,9 +47,10 @@ def load_predictor(weights: str | None = None, device=None,
         return Predictor.from_checkpoints(storage.join(folder, "localiser.pt"),
                                           storage.join(folder, "tracker.pt"), device=device,
                                           refine_passes=passes, tracking=tracking,
-                                          ed_uri=ed if has_ed else None)
+                                          ed_uri=ed if has_ed else None,
+                                          localiser_views=views)
     torch.manual_seed(0)  # reproducible untrained networks
     return Predictor(build_localiser("lite"), build_tracker("lite"), device=device,
                      model_version=f"raytag-{__version__} {UNTRAINED} lite (no weights "
                                    "shipped or given)", refine_passes=passes,
-                     tracking=tracking)
+                     tracking=tracking, localiser_views=views)
