@@ -58,8 +58,9 @@ STRAIN_WEIGHT = 5.0
 #: --tracker``): ``network`` (the paper's RNN-CNN), ``harp``, ``hybrid`` or ``tags`` (tag
 #: phase, :mod:`raytag.tracking`). Chosen by ``benchmarks/transfer.py`` as the smallest ES
 #: circumferential error SD end to end on the held-out family: ``tags`` (ED geometry from
-#: tag persistence, moved by HARP) 0.460 against ``harp``'s 0.517 there (neither has skill
-#: yet), and smaller on both trained families too; recorded in model_version.
+#: tag persistence, moved by HARP) 0.460 against ``harp``'s 0.517 there when chosen; at
+#: today's defaults 0.111 against 1.896 (``harp``) and 1.059 (``network``), still no
+#: skill (r -0.07), and smaller on both trained families too; recorded in model_version.
 DEFAULT_TRACKER = "tags"
 #: Every tracker (:func:`raytag.tracking.measure.measure_slice`; here, beside the default,
 #: so that the CLI and the run settings validate without importing numerical code).

@@ -211,12 +211,12 @@ class CentreLocaliser(nn.Module):
         The input is rotated by 0/90/180/270 degrees, with and without a mirror (exact
         pixel permutations of the square input, no resampling); each view's box is mapped
         back. The views' medoid centre is kept with every view within ``inlier_frac`` of
-        its box size: the box is their mean centre and median size, ``agreement`` the
-        fraction of views that agree. Why: the localiser was trained with any rotation and
-        mirror, so each view is an independent-ish guess at the same box; the consensus
-        raised ROI IoU on every tuning cohort (disc seeds 7101/7111, thorax 7102/7112:
-        0.957/0.949/0.933/0.941 -> 0.964/0.960/0.948/0.948), and views that disagree mark
-        an image the localiser does not understand.
+        its box size: the box is their mean centre and median size (the lower middle of an
+        even count), ``agreement`` the fraction of views that agree. Why: the localiser was
+        trained with any rotation and mirror, so each view is a separate guess at the same
+        box; the consensus raised ROI IoU on every tuning cohort (disc seeds 7101/7111,
+        thorax 7102/7112: 0.957/0.949/0.933/0.941 -> 0.963/0.961/0.948/0.947) but not the
+        strain, so it is not the default (:data:`raytag.constants.LOCALISER_VIEWS`).
         """
         inp = localiser_inputs(cines, frame_valid, self.config.input_size)
         n = self.config.pad_size

@@ -100,7 +100,8 @@ class Predictor:
     ``amp``: autocast dtype on CUDA (``torch.bfloat16`` default, ``torch.float16`` or None
     for fp32); ignored on CPU, where fp32 is both faster and exact.
 
-    ``refine_passes`` (beyond the paper): after tracking, the ROI box is recomputed from the
+    ``refine_passes`` (beyond the paper; default 0, :data:`~raytag.constants.REFINE_PASSES`
+    says why): after tracking, the ROI box is recomputed from the
     tracked ED landmarks (:func:`raytag.geometry.roi_box`, the rule that made the training
     boxes) and the tracker runs again on that crop, this many times. The tracker was trained
     on crops around truth boxes, so a localiser error (anisotropic especially) shows up as
