@@ -191,3 +191,54 @@ def test_persistence_is_nan_where_frame_0_has_no_signal():
     centre_win = (CENTRE - h.origin).astype(int)
     assert np.isfinite(p[centre_win[1] - 5 : centre_win[1] + 5,
                          centre_win[0] - 5 : centre_win[0] + 5]).all()
+
+
+def test_a_confirmed_fit_is_not_flagged_and_a_missing_one_is():
+    net = np.repeat(_network_ring(4.0, 1.2)[None], T, 0)
+    m = measure_slice(_cine(), np.ones(T, bool), SPACING, net, "tags", net[0],
+                      _box_about(CENTRE))
+    assert m.tracker == "tags"
+    assert not {"ed_geometry_unconfirmed", "roi_centre_disagrees"} & set(m.qc_flags)
+    # the blood keeps its tags: nothing to fit, the network's geometry is reported, flagged
+    m = measure_slice(_cine(washout=False), np.ones(T, bool), SPACING, net, "tags", net[0],
+                      _box_about(CENTRE))
+    assert m.tracker == "harp" and "ed_geometry_unconfirmed" in m.qc_flags
+    # other trackers never fit, so never carry the fit's flags
+    m = measure_slice(_cine(washout=False), np.ones(T, bool), SPACING, net, "harp", net[0])
+    assert "ed_geometry_unconfirmed" not in m.qc_flags
+
+
+def test_a_box_more_than_a_wall_from_the_fitted_lv_is_flagged():
+    net = np.repeat(_network_ring(4.0, 1.2)[None], T, 0)
+    wall_px = edfit.WALL_MM / SPACING[0]  # 5.9 px
+    for offset_px, flagged in ((3.0, False), (8.0, True)):  # both inside the 12 px cavity
+        box = _box_about(CENTRE + np.array([offset_px, 0.0]))
+        m = measure_slice(_cine(), np.ones(T, bool), SPACING, net, "tags", net[0], box)
+        assert m.tracker == "tags"
+        fitted = m.landmarks_px[0].reshape(24, 7, 2)[:, 0].mean(0)
+        assert np.linalg.norm(fitted - CENTRE) < 1.5  # the fit found the LV either way
+        assert (offset_px > wall_px) == flagged
+        assert ("roi_centre_disagrees" in m.qc_flags) == flagged
+
+
+def test_tag_fit_flag_thresholds_by_hand():
+    from raytag.tracking.measure import WEAK_FIT_CONTRAST, WEAK_FIT_RAYS, tag_fit_flags
+
+    def fit(contrast, rays, centre=(50.0, 50.0)):  # landmarks whose mean is ``centre``
+        ring = np.tile(np.array(centre), (168, 1))
+        return edfit.EDFit(ring, np.array([0.0, 0.0]), np.zeros(96), 0.0, rays, contrast)
+
+    start = np.array([50.0, 50.0])
+    assert tag_fit_flags(fit(3.0, 1.0), start, (1.0, 1.0)) == []
+    assert tag_fit_flags(fit(WEAK_FIT_CONTRAST - 0.01, 1.0), start, (1.0, 1.0)) == [
+        "ed_geometry_unconfirmed"]
+    assert tag_fit_flags(fit(3.0, WEAK_FIT_RAYS - 0.01), start, (1.0, 1.0)) == [
+        "ed_geometry_unconfirmed"]
+    assert tag_fit_flags(None, start, (1.0, 1.0)) == ["ed_geometry_unconfirmed"]
+    # 6 px in x at 1.5 mm per column = 9 mm > one wall (8.3); at 1.0 mm = 6 mm: not flagged
+    moved = fit(3.0, 1.0, centre=(56.0, 50.0))
+    assert tag_fit_flags(moved, start, (1.0, 1.5)) == ["roi_centre_disagrees"]
+    assert tag_fit_flags(moved, start, (1.5, 1.0)) == []
+    # a NaN centre (no contour) is not a confirmation
+    assert "roi_centre_disagrees" in tag_fit_flags(fit(3.0, 1.0, (np.nan, 1.0)), start,
+                                                   (1.0, 1.0))

@@ -13,7 +13,8 @@ same code. Trackers (:data:`TRACKERS`):
   wall keeps them: :mod:`raytag.tracking.edfit`) from the localiser's ROI centre, moved
   by HARP; the row's ``tracker`` says ``harp`` where there was nothing to fit (no
   washed-out cavity, too few rays with an edge) and the network's ED landmarks were used
-  instead.
+  instead (flagged ``ed_geometry_unconfirmed``, as is a weak fit; ``roi_centre_disagrees``
+  when the fitted ring lies more than a wall from the ROI box's centre).
 
 Whatever the tracker, every slice gets tag QC: ``tag_contrast`` ``(T,)``,
 ``phase_residual_px`` of the reported track, and ``strain_uncertainty`` = the absolute
@@ -30,10 +31,21 @@ from raytag import geometry
 from raytag.constants import TRACKERS
 from raytag.strain import compute_strains
 from raytag.tracking import qc
-from raytag.tracking.edfit import MIN_CONTRAST, MIN_RAYS_USED, fit_ed_geometry
+from raytag.tracking.edfit import MIN_CONTRAST, MIN_RAYS_USED, WALL_MM, EDFit, fit_ed_geometry
 from raytag.tracking.harp import CineHarmonics, track_harp
 
-__all__ = ["TRACKERS", "SliceMeasurement", "measure_slice"]
+__all__ = ["TRACKERS", "SliceMeasurement", "measure_slice", "tag_fit_flags"]
+
+#: QC of the ``tags`` ED fit (flags, never a different measurement). The fit is
+#: ``ed_geometry_unconfirmed`` when the tags gave none (the network's geometry reported) or
+#: a weak one: wall-over-cavity persistence below WEAK_FIT_CONTRAST or fewer than
+#: WEAK_FIT_RAYS of the rays with an edge (tuning cohorts disc 7101/7111, thorax
+#: 7102/7112, 144 slices: lowest 2.16 and 0.90, no fallback). ``roi_centre_disagrees`` when
+#: the fitted ring's centre lies more than one wall (:data:`~raytag.tracking.edfit.WALL_MM`) from
+#: the ROI box's: box and tags disagree about where the LV is (tuning: at most 5.7 mm, no
+#: slice flagged either way).
+WEAK_FIT_CONTRAST = 2.0
+WEAK_FIT_RAYS = 0.75
 
 @dataclass
 class SliceMeasurement:
@@ -59,12 +71,29 @@ def _strains(points_px: np.ndarray, spacing_mm, valid: np.ndarray) -> dict:
     return compute_strains(geometry.px_to_mm(points_px, spacing_mm), frame_valid=valid)
 
 
+def tag_fit_flags(fit: EDFit | None, start_xy: np.ndarray, spacing_mm) -> list[str]:
+    """QC flags of a ``tags`` ED fit started from ``start_xy`` (frame px; see the
+    thresholds above); ``fit`` None: there was no fit."""
+    if fit is None:
+        return ["ed_geometry_unconfirmed"]
+    flags = []
+    if not (fit.contrast >= WEAK_FIT_CONTRAST and fit.rays_used >= WEAK_FIT_RAYS):
+        flags.append("ed_geometry_unconfirmed")
+    # the reported ring's centre (the fit re-centres twice, then fits once more from there)
+    centre = np.asarray(fit.landmarks, dtype=np.float64).mean(axis=0)
+    shift_mm = np.hypot(*((centre - start_xy) * np.asarray(spacing_mm)[::-1]))
+    if not shift_mm <= WALL_MM:
+        flags.append("roi_centre_disagrees")
+    return flags
+
+
 def _tag_geometry(h: CineHarmonics, ed: np.ndarray, spacing_mm,
-                  start_xy: np.ndarray) -> tuple[np.ndarray, str]:
+                  start_xy: np.ndarray) -> tuple[np.ndarray, str, list[str]]:
     """ED landmarks ``(168, 2)`` fitted to tag persistence from ``start_xy`` (frame px, the
-    ROI box's centre), the network's spoke 0 as the septum hint, and the tracker that
+    ROI box's centre), the network's spoke 0 as the septum hint, the tracker that
     reports them: ``tags``; or the network's own landmarks and ``harp`` when there is no
-    fit (no washed-out cavity, too few rays with an edge, frames 2-4 unusable).
+    fit (no washed-out cavity, too few rays with an edge, frames 2-4 unusable); and the
+    fit's QC flags (:func:`tag_fit_flags`).
 
     Why the fit replaces the network's geometry instead of only checking it: a network
     trained on synthetic images is out of its distribution on every real one, and keeping
@@ -81,11 +110,11 @@ def _tag_geometry(h: CineHarmonics, ed: np.ndarray, spacing_mm,
     try:
         fit = fit_ed_geometry(h, start_xy, spacing_mm, septum_hint=hint)
     except ValueError:
-        return ed, "harp"
+        return ed, "harp", tag_fit_flags(None, start_xy, spacing_mm)
     if fit.contrast < MIN_CONTRAST or fit.rays_used < MIN_RAYS_USED \
             or not np.isfinite(fit.landmarks).all():
-        return ed, "harp"
-    return fit.landmarks, "tags"
+        return ed, "harp", tag_fit_flags(None, start_xy, spacing_mm)
+    return fit.landmarks, "tags", tag_fit_flags(fit, start_xy, spacing_mm)
 
 
 def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
@@ -121,7 +150,8 @@ def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
         box = None if roi_box is None else np.asarray(roi_box, dtype=np.float64)
         start = ed.mean(axis=0) if box is None or not np.isfinite(box).all() \
             else np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-        ed, tracker = _tag_geometry(h, ed, spacing_mm, start)
+        ed, tracker, fit_flags = _tag_geometry(h, ed, spacing_mm, start)
+        flags += fit_flags
     harp = track_harp(frames, valid, ed, harmonics=h).landmarks
     reported = {"network": net, "harp": harp, "tags": harp}.get(tracker)
     if reported is None:  # hybrid: the tracker's motion, from the ED ring HARP follows
