@@ -26,7 +26,14 @@ from raytag.cli_checks import (
     positive_float,
     positive_int,
 )
-from raytag.constants import DEFAULT_LR, DEFAULT_TRACKER, LOCALISER_VIEWS, REFINE_PASSES, TRACKERS
+from raytag.constants import (
+    DEFAULT_LR,
+    DEFAULT_TRACKER,
+    LOCALISER_VIEW_CHOICES,
+    LOCALISER_VIEWS,
+    REFINE_PASSES,
+    TRACKERS,
+)
 
 # retry policies from the run settings, which import no numerical code (``raytag --help``
 # stays fast)
@@ -449,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--refine-passes", type=nonnegative_int, default=REFINE_PASSES,
                     help="tracker passes on the box re-fitted to the tracked ED landmarks "
                     f"(default {REFINE_PASSES}; 0 = the paper's single pass)")
-    ev.add_argument("--localiser-views", type=int, choices=(1, 8), default=LOCALISER_VIEWS,
+    ev.add_argument("--localiser-views", type=int, choices=LOCALISER_VIEW_CHOICES,
+                    default=LOCALISER_VIEWS,
                     help="views of the input the centre localiser agrees on (8: every "
                     f"90-degree rotation and mirror; default {LOCALISER_VIEWS})")
     ev.add_argument("--out", default=None, help="folder for metrics.json and metrics.md")
@@ -496,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--refine-passes", type=nonnegative_int, default=REFINE_PASSES,
                      help="tracker passes on the box re-fitted to the tracked ED landmarks "
                      f"(default {REFINE_PASSES}; 0 = the paper's single pass, twice as fast)")
-    run.add_argument("--localiser-views", type=int, choices=(1, 8), default=LOCALISER_VIEWS,
+    run.add_argument("--localiser-views", type=int, choices=LOCALISER_VIEW_CHOICES,
+                     default=LOCALISER_VIEWS,
                      help="views of the input the centre localiser agrees on (8: every "
                      f"90-degree rotation and mirror, 8 localiser forwards; default "
                      f"{LOCALISER_VIEWS})")

@@ -45,6 +45,8 @@ REFINE_PASSES = 0
 #: -> 0.022/0.022/0.034/0.045) and worse on that held-out draw (0.096 -> 0.267), so the
 #: default stays 1 (docs/networks.md; ``raytag run --localiser-views 8``).
 LOCALISER_VIEWS = 1
+#: The view counts the centre localiser implements (one place for every check).
+LOCALISER_VIEW_CHOICES = (1, 8)
 
 #: Training: Adam base learning rate per network (Ferdian et al. 2020: 1e-3 for the ROI
 #: network, 1e-4 for the RNN-CNN; the ED-geometry network, a single-frame regressor, like

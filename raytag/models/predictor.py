@@ -26,7 +26,14 @@ import numpy as np
 import torch
 
 from raytag import __version__, geometry
-from raytag.constants import CROP_SIZE, LOCALISER_VIEWS, N_FRAMES, PAD_SIZE, REFINE_PASSES
+from raytag.constants import (
+    CROP_SIZE,
+    LOCALISER_VIEW_CHOICES,
+    LOCALISER_VIEWS,
+    N_FRAMES,
+    PAD_SIZE,
+    REFINE_PASSES,
+)
 from raytag.io.records import SliceRecord
 from raytag.models.checkpoint import Checkpoint, load_checkpoint
 from raytag.models.networks import CentreLocaliser, EDNet, Localiser, Tracker, split_xy
@@ -130,8 +137,9 @@ class Predictor:
         ed_net: EDNet | None = None,
         localiser_views: int = LOCALISER_VIEWS,
     ):
-        if localiser_views not in (1, 8):
-            raise ValueError(f"localiser_views must be 1 or 8, got {localiser_views}")
+        if localiser_views not in LOCALISER_VIEW_CHOICES:
+            raise ValueError(f"localiser_views must be one of {LOCALISER_VIEW_CHOICES}, got "
+                             f"{localiser_views}")
         self.localiser_views = int(localiser_views)
         if refine_passes < 0:
             raise ValueError("refine_passes must be >= 0")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from raytag.constants import DEFAULT_TRACKER, TRACKERS
+from raytag.constants import DEFAULT_TRACKER, LOCALISER_VIEW_CHOICES, TRACKERS
 
 __all__ = ["RunSettings", "RETRY_POLICIES", "TRACKERS"]
 
@@ -63,7 +63,9 @@ class RunSettings:
             raise ValueError(f"gpus must be >= 0, got {self.gpus}")
         if self.refine_passes is not None and self.refine_passes < 0:
             raise ValueError(f"refine_passes must be >= 0, got {self.refine_passes}")
-        if self.localiser_views not in (None, 1, 8):
-            raise ValueError(f"localiser_views must be 1 or 8, got {self.localiser_views}")
+        if self.localiser_views is not None \
+                and self.localiser_views not in LOCALISER_VIEW_CHOICES:
+            raise ValueError(f"localiser_views must be one of {LOCALISER_VIEW_CHOICES}, got "
+                             f"{self.localiser_views}")
         if not self.flush_seconds > 0:
             raise ValueError(f"flush_seconds must be > 0, got {self.flush_seconds}")
