@@ -261,3 +261,42 @@ def test_contrast_augmentation_is_monotone_per_cine_and_off_by_default():
     ratio = shaded / x
     assert torch.allclose(ratio[:, 0], ratio[:, 3], rtol=1e-5)  # same field in every frame
     assert not torch.allclose(ratio, torch.ones_like(ratio))
+
+
+def test_context_swap_keeps_both_hearts_and_replaces_only_surroundings():
+    """Each picked input keeps its own pixels within 1.2 x (1.5 box) of its heart and of
+    the donor's heart; elsewhere the pixels come from the donor (the batch rolled by one)
+    or stay; nothing else is mixed in. Off at p = 0."""
+    from raytag.train.augment import _swap_context
+
+    gen = torch.Generator().manual_seed(5)
+    loc = torch.stack([torch.full((3, 64, 64), float(v)) for v in (1.0, 10.0, 100.0)])
+    boxes = torch.tensor([[5.0, 5, 15, 15], [40, 40, 50, 50], [5, 40, 15, 50]])
+    assert torch.equal(_swap_context(loc, boxes, 0.0, gen), loc)
+    out = _swap_context(loc, boxes, 1.0, gen)
+    for i in range(3):
+        j = (i - 1) % 3  # the donor
+        for bx in (boxes[i], boxes[j]):  # the hearts' neighbourhoods are the input's own
+            x0, y0, x1, y1 = (int(v) for v in bx)
+            assert torch.equal(out[i, :, y0:y1, x0:x1], loc[i, :, y0:y1, x0:x1])
+        # elsewhere a blend of own and donor content (at a gain of 0.7-1.3)
+        frac = (out[i] - loc[i]) / (loc[j] - loc[i])
+        assert float(frac.min()) >= -1e-5 and float(frac.max()) <= 1.3 + 1e-5
+        assert float((frac > 0.5).float().mean()) > 0.05  # surroundings really replaced
+
+
+def test_localiser_curve_is_one_monotone_map_for_both_intensity_channels():
+    from raytag.train.augment import _curve_channels
+
+    gen = torch.Generator().manual_seed(2)
+    loc = torch.rand(4, 3, 16, 16)
+    assert torch.equal(_curve_channels(loc, 0.0, gen), loc)
+    out = _curve_channels(loc, 1.0, gen)
+    for b in range(4):
+        x, y = loc[b, :2].flatten(), out[b, :2].flatten()
+        order = x.argsort()  # ED and systolic mean through the same increasing curve
+        assert float(y[order].diff().min()) >= -1e-5
+        assert not torch.allclose(y, x)
+        slope = out[b, 2] / loc[b, 2]  # the SD channel scaled by the curve's slope
+        assert float(slope.min()) >= 0
+        assert float(slope.max()) > 1.0  # a normalised curve is steeper than 1 somewhere

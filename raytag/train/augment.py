@@ -30,12 +30,16 @@ __all__ = ["augment_tracker", "augment_localiser", "augment_centre", "roi_box_to
 #: the share of cines whose intensities go through a random monotone curve (tissue contrasts
 #: change between scanners and generators; the tags' positions and motion do not), and
 #: ``shading`` a smooth multiplicative field of up to that log-amplitude. Both off by
-#: default (the shipped tracker was trained without them).
+#: default (the shipped tracker was trained without them). ``loc_lut_p``: the localiser's
+#: share of inputs whose intensity channels go through such a curve; ``loc_context_p``:
+#: the share whose surroundings are partly replaced by another cine's (random blobs that
+#: keep clear of both hearts), so that what surrounds the heart stops being a cue: images
+#: from another source differ most in exactly that. Both off by default.
 AUGMENT_DEFAULTS = {
     "rotate_deg": 180.0, "scale": 0.15, "stretch": 0.1, "shift_px": 10.0, "flip_p": 0.5,
     "intensity": 0.2, "gamma": 0.4, "noise": 0.08, "short_cine_p": 0.15, "min_frames": 12,
     "loc_rotate_deg": 180.0, "loc_scale": 0.25, "loc_shift": 0.3, "loc_shading": 0.4,
-    "loc_blur_p": 0.3, "lut_p": 0.0, "shading": 0.0,
+    "loc_blur_p": 0.3, "lut_p": 0.0, "shading": 0.0, "loc_lut_p": 0.0, "loc_context_p": 0.0,
 }
 
 
@@ -210,6 +214,74 @@ def augment_centre(loc, ed_points, gen: torch.Generator, cfg: dict | None = None
         k = torch.tensor([0.25, 0.5, 0.25])
         kern = (k[:, None] * k[None, :]).expand(ch, 1, 3, 3)
         loc[blur] = F.conv2d(loc[blur], kern, padding=1, groups=ch)
-    loc = _intensity(loc, cfg, gen)
     boxes = roi_box_torch((u + 1) * (pad_size / 2) - 0.5)
+    if cfg["loc_context_p"] > 0 and b > 1:
+        loc = _swap_context(loc, boxes * (s / pad_size), cfg["loc_context_p"], gen)
+    if cfg["loc_lut_p"] > 0:
+        loc = _curve_channels(loc, cfg["loc_lut_p"], gen)
+    loc = _intensity(loc, cfg, gen)
     return loc, boxes
+
+
+def _curve_channels(loc: torch.Tensor, p: float, gen: torch.Generator,
+                    knots: int = 6) -> torch.Tensor:
+    """A random monotone piecewise-linear curve ``f`` (one per picked input, drawn as in
+    :func:`_contrast`) on the localiser's intensity channels (ED, systolic mean: channels
+    0 and 1 of ``(B, 3, S, S)``), and the temporal-SD channel times ``f'`` at their mean:
+    to first order what the curve applied to every frame does to the SD."""
+    pick = torch.rand(loc.shape[0], generator=gen) < p
+    if not pick.any():
+        return loc
+    x = loc[pick].clamp_min(0)
+    n = x.shape[0]
+    scale = x[:, :2].flatten(1).amax(dim=1).clamp_min(1e-6).view(n, 1, 1)
+    steps = torch.rand(n, knots - 1, generator=gen) + 0.15
+    ys = torch.cat([torch.zeros(n, 1), steps.cumsum(dim=1)], dim=1)
+    ys = (ys / ys[:, -1:]).view(n, knots, 1, 1)
+
+    def curve(v: torch.Tensor):  # (n, S, S) -> f(v), f'(v)
+        u = (v / scale).clamp(0, 1) * (knots - 1)
+        idx = u.floor().clamp(0, knots - 2).long()
+        lo = torch.gather(ys.expand(n, knots, *v.shape[-2:]), 1, idx[:, None])[:, 0]
+        hi = torch.gather(ys.expand(n, knots, *v.shape[-2:]), 1, idx[:, None] + 1)[:, 0]
+        return (lo + (u - idx) * (hi - lo)) * scale, (hi - lo) * (knots - 1)
+
+    out = loc.clone()
+    ed, _ = curve(x[:, 0])
+    sys, _ = curve(x[:, 1])
+    _, slope = curve((x[:, 0] + x[:, 1]) / 2)
+    out[pick] = torch.stack([ed, sys, loc[pick, 2] * slope], dim=1)
+    return out
+
+
+def _swap_context(loc: torch.Tensor, boxes: torch.Tensor, p: float,
+                  gen: torch.Generator) -> torch.Tensor:
+    """Replace random smooth blobs of each picked input ``(B, C, S, S)`` by the next input's
+    content (the batch rolled by one), nowhere within 1.5 box sizes of either input's heart
+    (``boxes`` ``(B, 4)`` in input px), so each image still shows one heart, its own, in
+    surroundings it was never generated with."""
+    b, ch, s, _ = loc.shape
+    pick = torch.rand(b, generator=gen) < p
+    if not pick.any():
+        return loc
+    yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32),
+                            torch.arange(s, dtype=torch.float32), indexing="ij")
+
+    def near_heart(bx: torch.Tensor) -> torch.Tensor:  # (B, S, S) in [0, 1], soft edge
+        cx, cy = (bx[:, 0] + bx[:, 2]) / 2, (bx[:, 1] + bx[:, 3]) / 2
+        hw = 0.75 * (bx[:, 2] - bx[:, 0]).abs().clamp_min(4)
+        hh = 0.75 * (bx[:, 3] - bx[:, 1]).abs().clamp_min(4)
+        d = torch.maximum((xx[None] - cx[:, None, None]).abs() / hw[:, None, None],
+                          (yy[None] - cy[:, None, None]).abs() / hh[:, None, None])
+        return (1.2 - d).clamp(0, 0.2) / 0.2
+
+    donor, donor_boxes = loc.roll(1, dims=0), boxes.roll(1, dims=0)
+    field = F.interpolate(torch.randn(b, 1, 6, 6, generator=gen), size=(s, s),
+                          mode="bicubic", align_corners=False)[:, 0]
+    ranked = field.flatten(1).sort(dim=1).values  # blobs over 30-70% of the picture
+    level = ranked[torch.arange(b), (_uniform(b, 0.3, 0.7, gen) * (s * s - 1)).long()]
+    blob = ((field - level.view(b, 1, 1)) / 0.15).sigmoid()
+    paste = blob * (1 - near_heart(boxes)) * (1 - near_heart(donor_boxes))
+    paste = paste * pick.view(b, 1, 1).float()
+    gain = _uniform(b, 0.7, 1.3, gen).view(b, 1, 1, 1)
+    return loc * (1 - paste[:, None]) + donor * gain * paste[:, None]
