@@ -99,12 +99,17 @@ def benchmarks_block() -> str:
                     "second | `trackers.py` (`trackers_truth_ed.json`) |")
     p = _load("pipeline_throughput.json")
     if p and "cohorts" in p:
-        for n, c in p["cohorts"].items():
-            rows.append(f"| `raytag run` vs an in-process loop, {n} participants, whole "
-                        f"processes, start-up included | {c['median_ratio_loop_over_run']:.2f}x "
-                        f"the loop's throughput (median of {len(c['pairs'])} paired runs; "
-                        f"{c['median_run_slices_per_s']:.2f} slices/s) | "
-                        "`pipeline_throughput.py` |")
+        for n, cohort in p["cohorts"].items():
+            by_engine = cohort.get("engines", {"ray": cohort})  # older files: Ray only
+            auto = cohort.get("auto_engine")  # older files: not recorded
+            for engine, c in by_engine.items():
+                picked = " (what `--engine auto` picks here)" if engine == auto else ""
+                rows.append(f"| `raytag run --engine {engine}`{picked} vs an in-process loop, "
+                            f"{n} participants, whole processes, start-up included | "
+                            f"{c['median_ratio_loop_over_run']:.2f}x the loop's throughput "
+                            f"(median of {len(c['pairs'])} paired runs; "
+                            f"{c['median_run_slices_per_s']:.2f} slices/s) | "
+                            "`pipeline_throughput.py` |")
     else:
         rows.append("| `raytag run` vs an in-process loop | not measured at this commit | "
                     "`pipeline_throughput.py` |")

@@ -37,7 +37,7 @@ from raytag.constants import (
 
 # retry policies from the run settings, which import no numerical code (``raytag --help``
 # stays fast)
-from raytag.pipeline.settings import RETRY_POLICIES
+from raytag.pipeline.settings import ENGINES, LOCAL_MAX_PARTICIPANTS, RETRY_POLICIES
 
 #: Exit statuses: a usage mistake, and an interrupt (128 + SIGINT).
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
@@ -212,7 +212,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             flush_seconds=args.flush_seconds, refine_passes=args.refine_passes,
             localiser_views=args.localiser_views, tracker=args.tracker,
             retry_failed=args.retry_failed,
-            allow_outside_links=args.allow_outside_links), dashboard=args.dashboard)
+            allow_outside_links=args.allow_outside_links, engine=args.engine),
+            dashboard=args.dashboard)
     except (FileExistsError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     logs.log.debug(summary.pop("ds_stats"))
@@ -511,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
                      f"{LOCALISER_VIEWS})")
     run.add_argument("--dashboard", action="store_true",
                      help="start a local Ray with its dashboard and print the URL")
+    run.add_argument("--engine", choices=ENGINES, default="auto",
+                     help="ray: Ray Data (a cluster's, or a local Ray); local: the same "
+                     "stages in this process; auto (default): ray on a cluster "
+                     "(RAY_ADDRESS) or with --dashboard/--gpus/--model-actors, else local "
+                     f"for jobs of at most {LOCAL_MAX_PARTICIPANTS} participants, where "
+                     "Ray's ~10 s start-up costs more than it brings")
     run.set_defaults(func=_cmd_run)
 
     report = add(

@@ -71,7 +71,10 @@ def run_demo(
     echo(f"      faults: {synth['faults'] or 'none drawn'}")
     echo(f"[2/4] raytag run: Ray Data pipeline -> {results_uri}")
     t_run = time.perf_counter()
-    summary = run_cohort(cohort, results_uri, weights=weights, echo=lambda s: echo("      " + s))
+    # engine="ray": the demo shows the cluster pipeline, even for a cohort small enough
+    # that `raytag run` would process it in one process
+    summary = run_cohort(cohort, results_uri, weights=weights, engine="ray",
+                         echo=lambda s: echo("      " + s))
     run_seconds = time.perf_counter() - t_run
     results = read_results(results_uri)
     truth = storage.read_table(storage.join(cohort, TRUTH_FILE))

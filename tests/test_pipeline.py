@@ -27,7 +27,9 @@ from raytag.io import storage
 from raytag.io.ledger import Entry, Ledger, participant_key
 from raytag.phantom.cohort import SynthConfig
 from raytag.pipeline.run import (
+    LOCAL_MAX_PARTICIPANTS,
     build_index,
+    choose_engine,
     plan_work,
     pool_size,
     read_results,
@@ -98,7 +100,7 @@ def test_run_settings_refuse_bad_values_before_anything_starts():
 
     for bad in ({"tracker": "magic"}, {"retry_failed": "sometimes"}, {"rows_per_file": 0},
                 {"limit": 0}, {"gpus": -1}, {"refine_passes": -1}, {"localiser_views": 4},
-                {"flush_seconds": 0}):
+                {"flush_seconds": 0}, {"engine": "warp"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             RunSettings(**bad)
     with pytest.raises(ValueError, match="tracker"):
@@ -406,6 +408,62 @@ def test_changed_input_is_redone_and_its_old_rows_replaced(cohort, tmp_path, ray
     assert second["duplicate_keys"] == 0 and first["duplicate_keys"] == 0
     keys = result_keys(after)
     assert len(keys) == len(set(keys))
+
+
+def test_auto_engine_uses_ray_wherever_there_is_one_and_local_for_small_jobs(monkeypatch):
+    import types
+
+    from raytag.pipeline.settings import RunSettings
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    running = {"up": False}
+    monkeypatch.setitem(sys.modules, "ray",
+                        types.SimpleNamespace(is_initialized=lambda: running["up"]))
+    auto = RunSettings()
+    small, big = LOCAL_MAX_PARTICIPANTS, LOCAL_MAX_PARTICIPANTS + 1
+    assert [choose_engine(auto, n) for n in (0, 1, small, big)] == ["local"] * 3 + ["ray"]
+    # asked for explicitly, whatever the size
+    assert choose_engine(RunSettings(engine="ray"), 1) == "ray"
+    assert choose_engine(RunSettings(engine="local"), 10 * big) == "local"
+    # anything that means "use Ray" wins over a small job
+    assert choose_engine(auto, 1, dashboard=True) == "ray"
+    assert choose_engine(RunSettings(gpus=1), 1) == "ray"
+    assert choose_engine(RunSettings(model_actors=2), 1) == "ray"
+    running["up"] = True  # e.g. a job that called ray.init itself
+    assert choose_engine(auto, 1) == "ray"
+    running["up"] = False
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # inside `ray job submit`
+    assert choose_engine(auto, 1) == "ray"
+
+
+def test_local_engine_gives_the_ray_engines_rows_exactly_once(cohort, tmp_path, ray_local):
+    by_ray = run_cohort(cohort, str(tmp_path / "ray"), engine="ray", limit=5,
+                        echo=lambda s: None)
+    local = run_cohort(cohort, str(tmp_path / "local"), engine="local", limit=5,
+                       rows_per_file=4, echo=lambda s: None)
+    assert (by_ray["engine"], local["engine"]) == ("ray", "local")
+    assert local["processed_participants"] == 5 and local["duplicate_keys"] == 0
+    cols = ["eid", "instance", "slice_index", "status", "reason", "stage", "error",
+            "qc_flags", "model_version", "es_circ_global", "es_radial"]
+
+    def rows(out):
+        t = read_results(out, columns=cols).to_pylist()
+        return sorted(t, key=lambda r: (r["eid"], r["slice_index"] or -1))
+
+    a, b = rows(str(tmp_path / "ray")), rows(str(tmp_path / "local"))
+    assert [r["status"] for r in b].count("failed") > 0  # the faults went through it too
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        # float32 networks batch differently in the two engines: same answer to ~1e-6
+        for c in ("es_circ_global", "es_radial"):
+            assert (x[c] is None) == (y[c] is None)
+            if x[c] is not None:
+                assert abs(x[c] - y[c]) < 1e-4, (x, y)
+        assert {k: v for k, v in x.items() if not k.startswith("es_")} == \
+            {k: v for k, v in y.items() if not k.startswith("es_")}
+    again = run_cohort(cohort, str(tmp_path / "local"), engine="local", limit=5,
+                       echo=lambda s: None)
+    assert again["processed_participants"] == 0 and again["rows"] == local["rows"]
 
 
 def _rows_of(table, uri):

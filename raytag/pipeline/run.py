@@ -12,7 +12,9 @@ replaced, never duplicated). Then one Ray Data execution streams everything:
 and the driver commits whole participants as files fill up (``rows_per_file``) or every
 ``flush_seconds``: a killed run loses only what was in flight, and a rerun resumes exactly
 once. Memory is bounded by Ray Data's streaming executor, not by the cohort. Joins
-``RAY_ADDRESS`` when set, otherwise starts a local Ray.
+``RAY_ADDRESS`` when set, otherwise starts a local Ray; a small job on a machine without a
+cluster runs the same three stage callables in this process instead (``engine``, see
+:func:`choose_engine`), where Ray's start-up would cost more than its parallelism brings.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ from raytag.io.tables import read_results
 from raytag.io.ukb_names import parse_zip_name
 from raytag.pipeline import telemetry
 from raytag.pipeline.cluster import ensure_ray
-from raytag.pipeline.settings import RETRY_POLICIES, RunSettings
+from raytag.pipeline.settings import LOCAL_MAX_PARTICIPANTS, RETRY_POLICIES, RunSettings
 from raytag.pipeline.stages import PredictNetworks, decode_participants, measure_batch
 from raytag.results import RESULTS_SCHEMA, measured_model_versions
 
 __all__ = ["list_inputs", "build_index", "run_cohort", "pool_size", "task_cpus", "gpu_capacity",
-           "plan_work", "RETRY_POLICIES", "summarise"]
+           "plan_work", "RETRY_POLICIES", "summarise", "choose_engine", "LOCAL_MAX_PARTICIPANTS"]
 
 #: Memory reserved per decode task (bytes): a decoded participant needs ~50-100 MB.
 DECODE_MEMORY_BYTES = 320 * 1024**2
@@ -282,6 +284,72 @@ class ResultWriter:
         return incomplete
 
 
+def choose_engine(settings: RunSettings, pending: int, dashboard: bool = False) -> str:
+    """``ray`` or ``local`` for a run of ``pending`` participants.
+
+    ``settings.engine`` other than ``auto`` is obeyed. ``auto`` uses Ray whenever there is
+    one to use or the user asked for its features: ``RAY_ADDRESS`` set (a cluster, ``ray
+    job submit``), Ray already initialised in this process, ``--dashboard``, ``--gpus`` or
+    ``--model-actors``; otherwise ``local`` for at most :data:`LOCAL_MAX_PARTICIPANTS`
+    pending participants (0 included: a rerun with nothing to do starts no Ray at all).
+    """
+    import os
+    import sys
+
+    if settings.engine != "auto":
+        return settings.engine
+    ray_module = sys.modules.get("ray")  # not imported: cannot be initialised
+    if (os.environ.get("RAY_ADDRESS") or dashboard or settings.gpus is not None
+            or settings.model_actors is not None
+            or (ray_module is not None and ray_module.is_initialized())):
+        return "ray"
+    return "local" if pending <= LOCAL_MAX_PARTICIPANTS else "ray"
+
+
+def _stage_inputs(pending: list[storage.FileInfo]) -> dict:
+    return {"uri": [i.uri for i in pending], "fingerprint": [i.fingerprint for i in pending],
+            "problem": [i.problem or "" for i in pending]}
+
+
+def _ray_dataset(pending: list[storage.FileInfo], s: RunSettings, n_actors: int,
+                 actor_resources: dict):
+    """The streaming Ray Data plan: decode tasks -> model actor pool -> measure tasks."""
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    cpus_per_task = task_cpus(actor_resources)
+    columns = _stage_inputs(pending)
+    items = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+    return (
+        ray.data.from_items(items, override_num_blocks=max(1, len(pending) // s.decode_batch))
+        # The memory reservation also keeps decoding in its own CPU tasks: with equal
+        # requests Ray Data would fuse it into the model actors.
+        .map_batches(decode_participants, batch_size=s.decode_batch, batch_format="numpy",
+                     num_cpus=cpus_per_task, memory=DECODE_MEMORY_BYTES)
+        .map_batches(PredictNetworks, fn_constructor_args=(s.weights,),
+                     fn_constructor_kwargs={"refine_passes": s.refine_passes,
+                                            "localiser_views": s.localiser_views},
+                     batch_size=s.predict_batch, batch_format="numpy",
+                     compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
+                     **actor_resources)
+        .map_batches(measure_batch, fn_kwargs={"tracker": s.tracker}, batch_format="numpy",
+                     num_cpus=cpus_per_task)
+    )
+
+
+def _local_tables(pending: list[storage.FileInfo], s: RunSettings):
+    """The same three stages, called in this process on the same numpy batches
+    (``decode_batch`` participants at a time); yields results tables as Ray's would."""
+    import numpy as np
+
+    model = PredictNetworks(s.weights, refine_passes=s.refine_passes,
+                            localiser_views=s.localiser_views)
+    for first in range(0, len(pending), s.decode_batch):
+        columns = _stage_inputs(pending[first:first + s.decode_batch])
+        batch = decode_participants({k: np.array(v, dtype=object) for k, v in columns.items()})
+        yield measure_batch(model(batch), tracker=s.tracker)
+
+
 def run_cohort(
     input_uri: str,
     output_uri: str,
@@ -301,14 +369,10 @@ def run_cohort(
     each commit is logged at debug level (``-v``). ``dashboard``: a local Ray starts its
     dashboard (URL printed).
     """
-    import ray
-    from ray.data import ActorPoolStrategy
-
     if overrides.get("tracker", "") is None:  # "the default", as the CLI's None means
         overrides.pop("tracker")
     s = dataclasses.replace(settings or RunSettings(), **overrides)
     tracker = s.tracker
-    ensure_ray(dashboard=dashboard)
     t0 = time.perf_counter()
     inputs = list_inputs(input_uri, s.allow_outside_links)[:s.limit]
     ledger = Ledger(output_uri)
@@ -322,10 +386,18 @@ def run_cohort(
     cleaned = ledger.recover()
     ledger.compact()
     plan = plan_work(inputs, ledger, s.retry_failed)
-    capacity = gpu_capacity() if s.gpus is None else 0
-    n_actors, actor_resources = pool_size(ray.cluster_resources(), s.model_actors, s.gpus,
-                                          capacity)
-    cpus_per_task = task_cpus(actor_resources)
+    engine = choose_engine(s, len(plan.pending), dashboard=dashboard)
+    if engine == "ray":
+        import ray
+
+        ensure_ray(dashboard=dashboard)
+        capacity = gpu_capacity() if s.gpus is None else 0
+        n_actors, actor_resources = pool_size(ray.cluster_resources(), s.model_actors, s.gpus,
+                                              capacity)
+        how = f"with {n_actors} model actor(s) {actor_resources}"
+    else:
+        n_actors, actor_resources = 0, {}
+        how = "in this process (engine local)"
     notes = [f"{plan.done} already done"]
     if plan.changed:
         notes.append(f"{plan.changed} changed since committed (redone, old rows replaced)")
@@ -337,7 +409,7 @@ def run_cohort(
     if cleaned:
         notes.append(f"{cleaned} uncommitted file(s) of an interrupted run removed")
     echo(f"raytag run: {len(inputs)} participants, {', '.join(notes)}; {len(plan.pending)} "
-         f"to process with {n_actors} model actor(s) {actor_resources}, tracker {tracker}")
+         f"to process {how}, tracker {tracker}")
     total = len(inputs)
     telemetry.set_progress(total, plan.done)
     start = time.perf_counter()
@@ -353,30 +425,18 @@ def run_cohort(
                           on_participant=(bar.update if bar else lambda: None))
     stats = ""
     if plan.pending:
-        ds = (
-            ray.data.from_items([{"uri": i.uri, "fingerprint": i.fingerprint,
-                                  "problem": i.problem or ""} for i in plan.pending],
-                                override_num_blocks=max(1, len(plan.pending) // s.decode_batch))
-            # The memory reservation also keeps decoding in its own CPU tasks: with equal
-            # requests Ray Data would fuse it into the model actors.
-            .map_batches(decode_participants, batch_size=s.decode_batch, batch_format="numpy",
-                         num_cpus=cpus_per_task, memory=DECODE_MEMORY_BYTES)
-            .map_batches(PredictNetworks, fn_constructor_args=(s.weights,),
-                         fn_constructor_kwargs={"refine_passes": s.refine_passes,
-                                                "localiser_views": s.localiser_views},
-                         batch_size=s.predict_batch, batch_format="numpy",
-                         compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
-                         **actor_resources)
-            .map_batches(measure_batch, fn_kwargs={"tracker": tracker}, batch_format="numpy",
-                         num_cpus=cpus_per_task)
-        )
+        if engine == "ray":
+            ds = _ray_dataset(plan.pending, s, n_actors, actor_resources)
+            tables = ds.iter_batches(batch_size=None, batch_format="pyarrow")
+        else:
+            tables = _local_tables(plan.pending, s)
         with bar:
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for batch in tables:
                 writer.add(batch)
             incomplete = writer.close()
         if incomplete:
             echo(f"raytag run: warning: {incomplete} participant(s) arrived incomplete")
-        stats = str(ds.stats())
+        stats = str(ds.stats()) if engine == "ray" else "engine local: no Ray Data stats"
     ledger.compact()
     summary = summarise(output_uri)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
@@ -387,6 +447,7 @@ def run_cohort(
     summary["model_actors"] = n_actors
     summary["model_resources"] = actor_resources
     summary["tracker"] = tracker
+    summary["engine"] = engine
     summary["ds_stats"] = stats
     return summary
 

@@ -11,10 +11,22 @@ from dataclasses import dataclass
 
 from raytag.constants import DEFAULT_TRACKER, LOCALISER_VIEW_CHOICES, TRACKERS
 
-__all__ = ["RunSettings", "RETRY_POLICIES", "TRACKERS"]
+__all__ = ["RunSettings", "RETRY_POLICIES", "TRACKERS", "ENGINES", "LOCAL_MAX_PARTICIPANTS"]
 
 #: Which committed failures a run processes again (``--retry-failed``).
 RETRY_POLICIES = ("none", "transient", "all")
+#: What executes the stages (``--engine``): ``ray`` (Ray Data, any cluster), ``local``
+#: (the same stages in this process, no Ray), ``auto`` (see
+#: :func:`raytag.pipeline.run.choose_engine`).
+ENGINES = ("auto", "ray", "local")
+#: Participants at or below which ``--engine auto`` runs a job in this process when there
+#: is no cluster to join. Ray's fixed costs on one machine (its start ~3.5 s, each model
+#: actor's imports and weights ~3 s, shutdown ~1.3 s; docs/pipeline.md) are most of a
+#: small job: 24 participants took 21 s through a local Ray and 11 s in one process on
+#: 2 cores (``benchmarks/pipeline_throughput.py``). Even on 16 cores, where Ray's
+#: parallel stages pay back soonest, ~10 s of fixed cost is about 30 participants'
+#: work for one process; above this size Ray runs.
+LOCAL_MAX_PARTICIPANTS = 32
 
 
 @dataclass(frozen=True)
@@ -28,7 +40,8 @@ class RunSettings:
     participants per decode task / slices per network batch; ``rows_per_file``/
     ``flush_seconds``: when the writer commits; ``refine_passes`` and ``localiser_views``
     (None: the defaults); ``tracker`` (one of :data:`TRACKERS`); ``retry_failed`` (one of
-    :data:`RETRY_POLICIES`); ``allow_outside_links``: follow symlinks that leave the input.
+    :data:`RETRY_POLICIES`); ``allow_outside_links``: follow symlinks that leave the input;
+    ``engine`` (one of :data:`ENGINES`).
     """
 
     weights: str | None = None
@@ -45,8 +58,11 @@ class RunSettings:
     tracker: str = DEFAULT_TRACKER
     retry_failed: str = "transient"
     allow_outside_links: bool = False
+    engine: str = "auto"
 
     def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.tracker not in TRACKERS:
             raise ValueError(f"tracker must be one of {TRACKERS}, got {self.tracker!r}")
         if self.retry_failed not in RETRY_POLICIES:
