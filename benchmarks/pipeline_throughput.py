@@ -32,7 +32,8 @@ from provenance import commit, machine, save_json  # benchmarks/provenance.py (r
 from raytag.constants import DEFAULT_TRACKER, REFINE_PASSES
 from raytag.io import storage
 from raytag.phantom.cohort import SynthConfig
-from raytag.pipeline.settings import ENGINES, LOCAL_MAX_PARTICIPANTS
+from raytag.pipeline.run import choose_engine
+from raytag.pipeline.settings import ENGINES, RunSettings
 from raytag.pipeline.synth import synthesise
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -102,9 +103,9 @@ def main(argv=None) -> int:
             synthesise(cohort, SynthConfig(n, seed=5, family=args.family), workers=1)
             by_engine = compare(cohort, scratch, args.pairs, args.weights, args.tracker,
                                 args.engines)
+            # what `raytag run` (a subprocess with this environment) picks at this size
             result["cohorts"][str(n)] = {"engines": by_engine,
-                                         "auto_engine": "local" if n <= LOCAL_MAX_PARTICIPANTS
-                                         else "ray"}
+                                         "auto_engine": choose_engine(RunSettings(), n)}
             for engine, c in by_engine.items():
                 print(f"{n} participants, engine {engine}: loop/run "
                       f"{c['median_ratio_loop_over_run']:.2f}", file=sys.stderr)

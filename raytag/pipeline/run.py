@@ -20,11 +20,14 @@ cluster runs the same three stage callables in this process instead (``engine``,
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -123,7 +126,6 @@ def gpu_capacity() -> int:
     ``~/ray_bootstrap_config.yaml`` on the head (where ``ray job submit`` runs the driver).
     0 on a plain local Ray. ``raytag run --gpus N`` overrides all of it.
     """
-    import os
 
     import ray
 
@@ -293,9 +295,6 @@ def choose_engine(settings: RunSettings, pending: int, dashboard: bool = False) 
     ``--model-actors``; otherwise ``local`` for at most :data:`LOCAL_MAX_PARTICIPANTS`
     pending participants (0 included: a rerun with nothing to do starts no Ray at all).
     """
-    import os
-    import sys
-
     if settings.engine != "auto":
         return settings.engine
     ray_module = sys.modules.get("ray")  # not imported: cannot be initialised
@@ -306,9 +305,9 @@ def choose_engine(settings: RunSettings, pending: int, dashboard: bool = False) 
     return "local" if pending <= LOCAL_MAX_PARTICIPANTS else "ray"
 
 
-def _stage_inputs(pending: list[storage.FileInfo]) -> dict:
-    return {"uri": [i.uri for i in pending], "fingerprint": [i.fingerprint for i in pending],
-            "problem": [i.problem or "" for i in pending]}
+def _stage_input(info: storage.FileInfo) -> dict:
+    """One input row of the decode stage (both engines)."""
+    return {"uri": info.uri, "fingerprint": info.fingerprint, "problem": info.problem or ""}
 
 
 def _ray_dataset(pending: list[storage.FileInfo], s: RunSettings, n_actors: int,
@@ -318,10 +317,9 @@ def _ray_dataset(pending: list[storage.FileInfo], s: RunSettings, n_actors: int,
     from ray.data import ActorPoolStrategy
 
     cpus_per_task = task_cpus(actor_resources)
-    columns = _stage_inputs(pending)
-    items = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
     return (
-        ray.data.from_items(items, override_num_blocks=max(1, len(pending) // s.decode_batch))
+        ray.data.from_items([_stage_input(i) for i in pending],
+                            override_num_blocks=max(1, len(pending) // s.decode_batch))
         # The memory reservation also keeps decoding in its own CPU tasks: with equal
         # requests Ray Data would fuse it into the model actors.
         .map_batches(decode_participants, batch_size=s.decode_batch, batch_format="numpy",
@@ -340,13 +338,12 @@ def _ray_dataset(pending: list[storage.FileInfo], s: RunSettings, n_actors: int,
 def _local_tables(pending: list[storage.FileInfo], s: RunSettings):
     """The same three stages, called in this process on the same numpy batches
     (``decode_batch`` participants at a time); yields results tables as Ray's would."""
-    import numpy as np
-
     model = PredictNetworks(s.weights, refine_passes=s.refine_passes,
                             localiser_views=s.localiser_views)
     for first in range(0, len(pending), s.decode_batch):
-        columns = _stage_inputs(pending[first:first + s.decode_batch])
-        batch = decode_participants({k: np.array(v, dtype=object) for k, v in columns.items()})
+        rows = [_stage_input(i) for i in pending[first:first + s.decode_batch]]
+        batch = decode_participants({k: np.array([r[k] for r in rows], dtype=object)
+                                     for k in rows[0]})
         yield measure_batch(model(batch), tracker=s.tracker)
 
 
