@@ -516,6 +516,28 @@ def test_fast_header_path_equals_pydicoms():
     assert compared == 20 * 3 + 19
 
 
+def test_fast_header_cut_anywhere_before_the_pixels_declines_or_parses_never_raises():
+    """A member cut short at any byte of its header (a truncated head read, a hostile
+    zip) gives None (pydicom's path words the error) or the same header; never a
+    struct.error out of the element walk, e.g. a long-VR element cut inside its 12-byte
+    head."""
+    from raytag.io import fastdicom
+
+    raw = dataset_bytes(participant_datasets(EID, [spec(1)])[0][1])
+    full = fastdicom.parse_header("x.dcm", raw)
+    assert full is not None
+    declined = 0
+    for cut in range(0, full.pixel_offset + 1):
+        got = fastdicom.parse_header("x.dcm", raw[:cut])
+        if got is None:
+            declined += 1
+        else:
+            assert (got.series_uid, got.rows, got.cols, got.instance_number) == (
+                full.series_uid, full.rows, full.cols, full.instance_number)
+    # only cuts at or after the pixel element's own 12-byte head can still parse
+    assert declined >= full.pixel_offset - 12
+
+
 def test_fast_path_declines_what_it_does_not_handle():
     from raytag.io import fastdicom
 
