@@ -538,6 +538,74 @@ def test_fast_header_cut_anywhere_before_the_pixels_declines_or_parses_never_rai
     assert declined >= full.pixel_offset - 12
 
 
+def _mixed_layout_members() -> list[tuple[str, bytes]]:
+    """Members of three series whose headers differ in layout from frame to frame: a
+    longer description, a longer trigger value, an extra (unwanted) element, a missing
+    wanted one, a wanted value of another length; encoded bytes by member name."""
+    named = participant_datasets(EID, [spec(1), spec(2, 19, series_number=30), spec(3)])
+    for i, (_, ds) in enumerate(named):
+        if i % 7 == 3:
+            ds.SeriesDescription = ds.SeriesDescription + " (repeat)"
+        if i % 5 == 2:
+            ds.TriggerTime = f"{float(ds.TriggerTime) + 0.123456:.6f}"
+        if i % 11 == 4:
+            ds.ImageComments = "x" * (i + 1)
+        if i % 13 == 6 and "CardiacNumberOfImages" in ds:
+            del ds.CardiacNumberOfImages
+        if i % 17 == 8:
+            ds.PixelSpacing = [1.40625, 1.4062500001]
+    return [(name, dataset_bytes(ds)) for name, ds in named]
+
+
+def _same_header(a, b) -> bool:
+    import dataclasses
+
+    return a is None and b is None or (
+        a is not None and b is not None and dataclasses.asdict(a) == dataclasses.asdict(b))
+
+
+def test_header_parser_reusing_layouts_gives_each_members_own_header():
+    """One HeaderParser over a zip's members (in order, then shuffled, then cut short,
+    then members it must decline) gives exactly what a fresh parse_header gives for each
+    member alone: a cached layout never hands one member another's values."""
+    import random
+
+    from raytag.io import fastdicom
+
+    members = _mixed_layout_members()
+    parser = fastdicom.HeaderParser()
+    order = members + random.Random(3).sample(members, len(members))
+    for name, raw in order:
+        alone = fastdicom.parse_header(name, raw[:4096])
+        assert alone is not None
+        assert _same_header(parser.parse(name, raw[:4096]), alone), name
+    # per-frame values really differ, so a stale cache would have shown above
+    assert len({fastdicom.parse_header(n, r).instance_number for n, r in members}) == 20
+    name, raw = members[0]
+    full = fastdicom.parse_header(name, raw)
+    for cut in range(full.pixel_offset - 40, full.pixel_offset + 13):
+        assert _same_header(parser.parse(name, raw[:cut]),
+                            fastdicom.parse_header(name, raw[:cut])), cut
+    ds = pydicom.dcmread(io.BytesIO(raw))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    assert parser.parse(name, dataset_bytes(ds)) is None
+    assert parser.parse(name, b"\0" * 128 + raw[128:200]) is None
+
+
+def test_header_parser_memory_is_bounded():
+    from raytag.io import fastdicom
+
+    parser = fastdicom.HeaderParser()
+    parser.MAX_LAYOUTS, parser.MAX_SERIES = 3, 5  # small, so 20 members overflow both
+    named = participant_datasets(EID, [spec(1)])
+    for i, (name, ds) in enumerate(named):
+        ds.ImageComments = "y" * (2 * i + 2)  # a new layout every member
+        ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.8.498.{i + 1}"  # a new series too
+        assert _same_header(parser.parse(name, dataset_bytes(ds)),
+                            fastdicom.parse_header(name, dataset_bytes(ds)))
+        assert len(parser._layouts) <= 3 and len(parser._series) <= 5
+
+
 def test_fast_path_declines_what_it_does_not_handle():
     from raytag.io import fastdicom
 

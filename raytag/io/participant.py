@@ -178,13 +178,14 @@ def _scan_headers(zf: SafeZip) -> tuple[list[FrameHeader], int, int, dict[str, b
     inflated twice. Raises when a member (or all together) inflates past the budgets: a
     decompression bomb fails the participant."""
     headers, skipped, unreadable, inflated = [], 0, 0, {}
+    parser = fastdicom.HeaderParser()  # one element walk per series, not per member
     for name in zf.names:
         if name.rsplit("/", 1)[-1].lower() in MANIFEST_NAMES:
             continue
         try:
             whole = _read_whole(zf, name)
             # the fast path needs only the member's first few kB (its header)
-            h = fastdicom.parse_header(
+            h = parser.parse(
                 name, whole if whole is not None else zf.read_head(name, HEAD_BYTES))
             if h is None:
                 whole = zf.read(name) if whole is None else whole
