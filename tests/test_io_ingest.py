@@ -208,6 +208,23 @@ def test_manifest_with_missing_columns_and_no_manifest():
     assert all(r.ok and r.qc_flags == ["no_manifest"] for r in recs)
 
 
+
+def test_manifest_rows_short_long_and_a_column_named_twice():
+    from raytag.io.manifest import ManifestEntry
+
+    text = ("filename,date,series description,seriesid\n"
+            "a.dcm,Aug 14, 2014,CINE_tagging, 1.2.3 \n"  # the date's comma: shifted right
+            "b.dcm,Aug 14\n"  # short: no description, no uid
+            ",Aug 14, 2014,X,1.2\n"  # no file name: dropped
+            "c.dcm,Jan 2, 2015,,9.9\n")  # empty description -> None
+    assert parse_manifest(text) == [ManifestEntry("a.dcm", "CINE_tagging", "1.2.3"),
+                                    ManifestEntry("b.dcm", None, None),
+                                    ManifestEntry("c.dcm", None, "9.9")]
+    # "file" and "filename" are both the file name column: the last one the row has
+    twice = "file,patientid,filename\nx.dcm,9000001,y.dcm\nz.dcm,9000002\n"
+    assert [e.filename for e in parse_manifest(twice)] == ["y.dcm", "z.dcm"]
+
+
 # ---------------------------------------------------------------- bad input: specific reasons
 
 

@@ -7,11 +7,11 @@ slices' sampling noise; a broken model fails them (untrained networks give IoU ~
 landmark RMSE near 30 mm and no correlation with the truth):
 
 - default pipeline (``tags``: ED geometry from tag persistence, HARP): measured here IoU
-  0.894, RMSE ES 3.0 mm, ES circ +0.012 +- 0.043 (truth SD 0.036, r 0.43), radial +0.001
-  +- 0.150; on the card's test cohort (seed 9301) circ -0.002 +- 0.018 (r 0.88). A few
+  0.951, RMSE ES 2.9 mm, ES circ +0.013 +- 0.042 (truth SD 0.036, r 0.44), radial -0.001
+  +- 0.143; on the card's test cohort (seed 9301) circ -0.002 +- 0.018 (r 0.87). A few
   slices whose fitted contour misses the wall make the SD: the card says so.
 - ``--tracker harp`` (the ED-geometry network's landmarks, HARP): measured here ES circ
-  +0.032 +- 0.021 (r 0.87); the card claims skill beyond the cohort mean on ``disc`` for
+  +0.024 +- 0.017 (r 0.88); the card claims skill beyond the cohort mean on ``disc`` for
   it (error SD below the truth's), so that is asserted.
 """
 

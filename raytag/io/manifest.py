@@ -83,23 +83,25 @@ def parse_manifest(text: str) -> list[ManifestEntry]:
         ]
     n = len(header)
     date_col = header.index("date") if "date" in header else None
+    # The three columns read, by position (each name's columns, last first: a name given
+    # twice reads its last column the row has). A column right of the date moves right by
+    # the fields its unquoted comma(s) add (real manifests have one on every row).
+    wanted = [[i for i in range(n - 1, -1, -1) if header[i] == k]
+              for k in ("filename", "series_description", "series_uid")]
     entries = []
     for ln in lines[1:]:
-        fields = [f.strip() for f in ln.split(",")]
-        if len(fields) > n and date_col is not None:
-            extra = len(fields) - n
-            # Left of the date by position from the start, right of it from the end.
-            merged = ",".join(fields[date_col : date_col + extra + 1])
-            fields = fields[:date_col] + [merged] + fields[date_col + extra + 1 :]
-        row = dict(zip(header, fields, strict=False))  # short rows: missing columns
-        name = row.get("filename")
-        if not name:
-            continue
-        entries.append(
-            ManifestEntry(
-                filename=name,
-                series_description=row.get("series_description") or None,
-                series_uid=row.get("series_uid") or None,
-            )
-        )
+        fields = ln.split(",")
+        shift = len(fields) - n if date_col is not None and len(fields) > n else 0
+        got = []
+        for columns in wanted:
+            value = None
+            for i in columns:
+                if shift and i > date_col:
+                    i += shift
+                if i < len(fields):  # short rows: missing columns
+                    value = fields[i].strip() or None
+                    break
+            got.append(value)
+        if got[0]:
+            entries.append(ManifestEntry(*got))
     return entries
