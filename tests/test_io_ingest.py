@@ -208,7 +208,6 @@ def test_manifest_with_missing_columns_and_no_manifest():
     assert all(r.ok and r.qc_flags == ["no_manifest"] for r in recs)
 
 
-
 def test_manifest_rows_short_long_and_a_column_named_twice():
     from raytag.io.manifest import ManifestEntry
 

@@ -68,7 +68,7 @@ def _numbers(raw: bytes) -> list[float] | None:
         return None
 
 
-def _elements(buf: bytes, pos: int, end: int, stop_at_pixels: bool):
+def _elements(buf: bytes, pos: int, end: int):
     """Explicit VR little-endian elements from ``pos``: (tag, vr, head start, value
     start, length); None on anything this parser does not handle (the caller then falls
     back)."""
@@ -85,9 +85,6 @@ def _elements(buf: bytes, pos: int, end: int, stop_at_pixels: bool):
             start = pos + 8
         else:
             yield None  # implicit VR or garbage
-            return
-        if (group, elem) == _PIXEL_DATA and stop_at_pixels:
-            yield (group, elem), vr, pos, start, length
             return
         if length == 0xFFFFFFFF:
             yield None  # undefined length (a sequence or encapsulated pixels)
@@ -122,9 +119,7 @@ class _Layout:
     def __init__(self, data: bytes, heads: list[tuple[int, int]], need: int,
                  values: list[tuple[str, int, int]], pixel: tuple[int, int, bytes],
                  tsyntax: str):
-        at = np.concatenate([np.arange(a, b) for a, b in heads]) if heads else \
-            np.zeros(0, dtype=np.intp)
-        self._at = at.astype(np.intp)
+        self._at = np.concatenate([np.arange(a, b) for a, b in heads]).astype(np.intp)
         self._expect = np.frombuffer(data, np.uint8, count=need)[self._at].tobytes()
         self.need, self.values, self.pixel, self.tsyntax = need, values, pixel, tsyntax
 
@@ -149,7 +144,7 @@ def _walk(data: bytes) -> tuple[dict[str, bytes], _Layout] | None:
     meta_end = 144 + struct.unpack_from("<I", data, 140)[0]
     tsyntax = None
     heads = [(128, 144)]  # DICM and the meta group's length
-    for item in _elements(data, 144, min(meta_end, len(data)), False):
+    for item in _elements(data, 144, min(meta_end, len(data))):
         if item is None:
             return None
         tag, _, head, start, length = item
