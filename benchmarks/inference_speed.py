@@ -1,12 +1,14 @@
 """Inference throughput of the localiser, the tracker and the whole predictor.
 
     python benchmarks/inference_speed.py [--presets lite paper] [--batches 1 4 16]
-                                         [--device cpu|cuda] [--seconds 3] [--json OUT]
+                                         [--device cpu|cuda] [--seconds 3] [--threads N]
+                                         [--json OUT]
 
 For each preset and batch size: slices/s and frames/s (20 frames per slice) of the
 localiser (ED frame), the tracker (20 crops) and the predictor end to end (padding,
 normalisation, both networks, batched torch crop, maps back, strain) with the paper's single
-tracker pass and with raytag's default one refinement pass, on random weights (speed does
+tracker pass, the networks alone as the pipeline's model actor calls them
+(``Predictor.predict_network``: what the actor's chunk size, ``MODEL_CHUNK``, is set from), and with raytag's default one refinement pass, on random weights (speed does
 not depend on training; the untrained tracker's template ring still gives a box to refine).
 On CUDA the networks run under bf16 autocast.
 The paper reports ~260 frames/s (~13 slices/s) end to end on an NVIDIA K40.
@@ -55,8 +57,12 @@ def main() -> None:
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's; a CPU model actor has 1)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     amp = dict(device_type="cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
@@ -68,7 +74,7 @@ def main() -> None:
         predictor = Predictor(loc, trk, device=device, refine_passes=0)
         refining = Predictor(loc, trk, device=device, refine_passes=1)
         for b in args.batches:
-            ed = torch.randn(b, 1, 256, 256, device=device)
+            ed = torch.randn(b, 3, 256, 256, device=device)  # localiser_inputs: 3 channels
             crops = torch.randn(b, N_FRAMES, 128, 128, device=device)
             recs = _records(b, rng)
 
@@ -83,6 +89,9 @@ def main() -> None:
                 "preset": preset, "batch": b, "device": str(device),
                 "localiser_slices_s": _rate(net(loc, ed), b, args.seconds, sync),
                 "tracker_slices_s": _rate(net(trk, crops), b, args.seconds, sync),
+                "network_slices_s": _rate(
+                    lambda recs=recs, predictor=predictor: predictor.predict_network(recs), b,
+                    args.seconds, sync),
                 "predictor_slices_s": _rate(
                     lambda recs=recs, predictor=predictor: predictor.predict(recs), b,
                     args.seconds, sync),
@@ -94,7 +103,8 @@ def main() -> None:
             rows.append(r)
             print(f"{preset:6s} batch {b:3d} {device.type}: localiser "
                   f"{r['localiser_slices_s']:8.1f} slices/s | tracker "
-                  f"{r['tracker_slices_s'] * N_FRAMES:8.1f} frames/s | predictor "
+                  f"{r['tracker_slices_s'] * N_FRAMES:8.1f} frames/s | networks "
+                  f"{r['network_slices_s']:6.2f} slices/s | predictor "
                   f"{r['predictor_slices_s']:6.2f} slices/s = "
                   f"{r['predictor_slices_s'] * N_FRAMES:7.1f} frames/s | refine 1 "
                   f"{r['predictor_refine1_slices_s'] * N_FRAMES:7.1f} frames/s", flush=True)

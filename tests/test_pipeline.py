@@ -601,3 +601,30 @@ def test_index_manifest_input_and_demo(cohort, tmp_path, ray_local, capsys):
                 row["bias"], abs=1e-12)
             checked += 1
     assert checked == 3
+
+
+def test_model_actor_runs_cpu_batches_in_chunks_with_the_same_answer(cohort):
+    """On CPU a Ray batch goes through the networks MODEL_CHUNK slices at a time (smaller
+    batches cost less CPU per slice there); the landmarks equal one whole-batch call's."""
+    from raytag.pipeline.stages import MODEL_CHUNK
+
+    batch = _decoded(cohort)
+    n_ok = int(sum(s == "ok" for s in batch["status"]))
+    chunk = MODEL_CHUNK[False]
+    assert n_ok > chunk  # the test needs more than one chunk
+    chunked = PredictNetworks()
+    assert chunked.max_batch == chunk
+    sizes = []
+    real = chunked.predictor.predict_network
+
+    def counting(records, boxes=None):
+        sizes.append(len(records))
+        return real(records, boxes)
+
+    chunked.predictor.predict_network = counting
+    a = chunked({k: v.copy() for k, v in batch.items()})
+    assert sum(sizes) == n_ok and max(sizes) == chunk and len(sizes) == -(-n_ok // chunk)
+    b = PredictNetworks(max_batch=64)({k: v.copy() for k, v in batch.items()})
+    np.testing.assert_allclose(a["net_landmarks"], b["net_landmarks"], atol=1e-3,
+                               equal_nan=True)
+    np.testing.assert_allclose(a["bbox_px"], b["bbox_px"], atol=1e-3, equal_nan=True)

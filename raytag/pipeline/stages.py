@@ -103,6 +103,14 @@ def _fail_rows(batch: dict, idx, message: str, reason: Reason, stage: str) -> No
         batch["reason"][i], batch["stage"][i] = str(reason), stage
 
 
+#: Slices per network call, (CPU, GPU). On CPU the networks run 11.3-12.4 slices/s in
+#: batches of 1-6 but 10.5 in batches of 8 and 9.0 in 16 (lite, one torch thread as in a
+#: CPU model actor: ``benchmarks/results/inference_speed_cpu_1thread.json``), so a Ray
+#: batch (``predict_batch`` slices, fewer objects in flight) runs in chunks there; a GPU
+#: wants large batches.
+MODEL_CHUNK = {False: 4, True: 16}
+
+
 class PredictNetworks:
     """Actor: loads the predictor once; adds ``bbox_px`` ``(B, 4)``, ``net_landmarks``
     ``(B, 20, 168, 2)`` and ``net_ed`` ``(B, 168, 2)`` (original px, NaN for failed rows or
@@ -110,16 +118,17 @@ class PredictNetworks:
 
     ``weights``: a folder or prefix holding ``localiser.pt`` and ``tracker.pt``; None for
     the shipped default weights. The torch device is CUDA when this process sees a GPU.
+    ``max_batch``: slices per network call (None: :data:`MODEL_CHUNK` for the device).
     A batch that fails is retried slice by slice, so one bad slice fails alone.
     """
 
-    def __init__(self, weights: str | None = None, max_batch: int = 16,
+    def __init__(self, weights: str | None = None, max_batch: int | None = None,
                  refine_passes: int | None = None, localiser_views: int | None = None):
         from raytag.models.weights import load_predictor
 
         self.predictor = load_predictor(weights, refine_passes=refine_passes,
                                         localiser_views=localiser_views)
-        self.max_batch = max_batch
+        self.max_batch = max_batch or MODEL_CHUNK[self.predictor.device.type == "cuda"]
         self.node = _node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
