@@ -24,7 +24,7 @@ ENGINES = ("auto", "ray", "local")
 #: actor's imports and weights ~3 s, shutdown ~1.3 s; docs/pipeline.md) are most of a
 #: small job: on 2 cores, 24 participants through a local Ray ran at 0.52x the throughput
 #: of an in-process loop, the local engine at 0.97x, in one run of
-#: ``benchmarks/pipeline_throughput.py`` (at 200 participants: 0.94x and 0.97x). Even on
+#: ``benchmarks/pipeline_throughput.py`` (at 200 participants: 1.06x and 1.03x). Even on
 #: 16 cores, where Ray's parallel stages pay back soonest, ~10 s of fixed cost is about
 #: 30 participants' work for one process; above this size Ray runs, so a cohort never
 #: depends on one process.
