@@ -5,11 +5,12 @@
                                          [--json OUT]
 
 For each preset and batch size: slices/s and frames/s (20 frames per slice) of the
-localiser (ED frame), the tracker (20 crops) and the predictor end to end (padding,
-normalisation, both networks, batched torch crop, maps back, strain) with the paper's single
-tracker pass, the networks alone as the pipeline's model actor calls them
-(``Predictor.predict_network``: what the actor's chunk size, ``MODEL_CHUNK``, is set from), and with raytag's default one refinement pass, on random weights (speed does
-not depend on training; the untrained tracker's template ring still gives a box to refine).
+localiser (ED frame), the tracker (20 crops), the networks alone as the pipeline's model
+actor calls them (``Predictor.predict_network``: what its CPU chunk size, ``MODEL_CHUNK``,
+is set from) and the predictor end to end (padding, normalisation, both networks, batched
+torch crop, maps back, strain) with the paper's single tracker pass and with raytag's
+default one refinement pass, on random weights (speed does not depend on training; the
+untrained tracker's template ring still gives a box to refine).
 On CUDA the networks run under bf16 autocast.
 The paper reports ~260 frames/s (~13 slices/s) end to end on an NVIDIA K40.
 """
