@@ -42,14 +42,6 @@ TUNING_OFFSETS = (-2200, -2190)
 SETTINGS = ("fit", "fit_undo_motion", "true_endo", "true_endo_epi", "truth")
 
 
-def _ring(centre, septum, r_endo, r_epi):
-    """The ``(168, 2)`` landmark grid: spokes from ``septum`` (rad), radii ``(24,)``."""
-    spoke = septum + 2 * np.pi * np.arange(N_CIRCUMFERENTIAL) / N_CIRCUMFERENTIAL
-    r = r_endo[:, None] + np.linspace(0, 1, N_TRANSMURAL)[None] * (r_epi - r_endo)[:, None]
-    return np.stack([centre[0] + np.cos(spoke)[:, None] * r,
-                     centre[1] + np.sin(spoke)[:, None] * r], axis=-1).reshape(-1, 2)
-
-
 def _true_radii(truth_ed, centre, angles):
     """The truth's endo- and epicardial distance from ``centre`` at ``angles`` (rad)."""
     g = truth_ed.reshape(N_CIRCUMFERENTIAL, N_TRANSMURAL, 2)
@@ -107,14 +99,12 @@ def measure_cohort(items) -> dict:
             for s in SETTINGS:
                 tracks[s].append(track)
             continue
-        spokes = fit.septum_angle + 2 * np.pi * np.arange(N_CIRCUMFERENTIAL) / N_CIRCUMFERENTIAL
+        spokes = edfit.spoke_angles(fit.septum_angle)
         g = truth.reshape(N_CIRCUMFERENTIAL, N_TRANSMURAL, 2)
         true_centre = g[:, 0].mean(axis=0)
         ring_angles = np.linspace(0, 2 * np.pi, edfit.N_RAYS, endpoint=False)
         t_endo, _ = _true_radii(truth, true_centre, ring_angles)
-        f_endo = np.interp(np.mod(ring_angles, 2 * np.pi), ring_angles, fit.endo_radius_px,
-                           period=2 * np.pi)
-        endo_err.append(float((f_endo.mean() - t_endo.mean()) * px_mm))
+        endo_err.append(float((fit.endo_radius_px.mean() - t_endo.mean()) * px_mm))
         s_true = np.arctan2(*(g[0, 3] - g[:, 3].mean(axis=0))[::-1])
         if abs(np.degrees(np.angle(np.exp(1j * (fit.septum_angle - s_true))))) > 30:
             septum_off += 1
@@ -122,8 +112,8 @@ def measure_cohort(items) -> dict:
         e_fit, _ = _true_radii(truth, fit.centre, spokes)
         e_true, p_true = _true_radii(truth, true_centre, spokes)
         starts = {"fit": fit.landmarks,
-                  "true_endo": _ring(fit.centre, fit.septum_angle, e_fit, e_fit + wall),
-                  "true_endo_epi": _ring(true_centre, fit.septum_angle, e_true, p_true),
+                  "true_endo": edfit.ring_landmarks(fit.centre, spokes, e_fit, e_fit + wall),
+                  "true_endo_epi": edfit.ring_landmarks(true_centre, spokes, e_true, p_true),
                   "truth": truth}
         for s, ed in starts.items():
             tracks[s].append(track_harp(rec.frames, rec.frame_valid, ed, harmonics=h).landmarks)

@@ -37,7 +37,8 @@ from scipy import ndimage
 from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
 from raytag.tracking.harp import CineHarmonics
 
-__all__ = ["EDFit", "fit_ed_geometry", "persistence_map", "WALL_MM", "MIN_CONTRAST",
+__all__ = ["EDFit", "fit_ed_geometry", "persistence_map", "ring_landmarks", "spoke_angles",
+           "WALL_MM", "MIN_CONTRAST",
            "MIN_RAYS_USED"]
 
 #: Wall thickness at ED (mm) placed outside the detected endocardium. Adult LV wall at
@@ -231,12 +232,25 @@ def fit_ed_geometry(h: CineHarmonics, centre_xy, pixel_spacing_mm,
     septum = _septum_angle(pmap, cw, endo, px_mm, angles)
     if not np.isfinite(septum):
         septum = float(septum_hint) if septum_hint is not None else 0.0
-    spoke = septum + 2 * np.pi * np.arange(N_CIRCUMFERENTIAL) / N_CIRCUMFERENTIAL
+    spoke = spoke_angles(septum)
     # endocardial radius at each spoke: the smooth contour, periodic interpolation
     r_endo = np.interp(np.mod(spoke, 2 * np.pi), angles, endo, period=2 * np.pi)
+    grid = ring_landmarks(centre, spoke, r_endo, r_endo + WALL_MM / px_mm)
+    return EDFit(grid, centre, endo, float(np.mod(septum, 2 * np.pi)), used, contrast)
+
+
+def spoke_angles(septum: float) -> np.ndarray:
+    """The 24 spokes' angles ``(24,)`` rad (image coordinates), spoke 0 at ``septum``,
+    evenly spaced in increasing ``atan2(y, x)``."""
+    return septum + 2 * np.pi * np.arange(N_CIRCUMFERENTIAL) / N_CIRCUMFERENTIAL
+
+
+def ring_landmarks(centre, spokes: np.ndarray, r_endo: np.ndarray,
+                   r_epi: np.ndarray) -> np.ndarray:
+    """The ED landmark grid ``(168, 2)`` (x, y) px: along each spoke (``spokes`` ``(24,)``
+    rad from ``centre`` ``(2,)``), 7 points evenly spaced from ``r_endo`` (r = 0) to
+    ``r_epi`` (r = 6), radii ``(24,)`` px."""
     frac = np.linspace(0, 1, N_TRANSMURAL)
-    r = r_endo[:, None] + frac[None] * (WALL_MM / px_mm)
-    grid = np.stack([centre[0] + np.cos(spoke)[:, None] * r,
-                     centre[1] + np.sin(spoke)[:, None] * r], axis=-1)  # (24, 7, 2)
-    return EDFit(grid.reshape(-1, 2), centre, endo, float(np.mod(septum, 2 * np.pi)), used,
-                 contrast)
+    r = r_endo[:, None] + frac[None] * (r_epi - r_endo)[:, None]
+    return np.stack([centre[0] + np.cos(spokes)[:, None] * r,
+                     centre[1] + np.sin(spokes)[:, None] * r], axis=-1).reshape(-1, 2)
