@@ -30,7 +30,8 @@ __all__ = ["augment_tracker", "augment_localiser", "augment_centre", "roi_box_to
 #: the share of cines whose intensities go through a random monotone curve (tissue contrasts
 #: change between scanners and generators; the tags' positions and motion do not), and
 #: ``shading`` a smooth multiplicative field of up to that log-amplitude. Both off by
-#: default (the shipped tracker was trained without them). ``loc_lut_p``: the localiser's
+#: default (the shipped tracker was trained without them, the shipped ED network with
+#: ``lut_p=0.7,shading=0.4``: model card). ``loc_lut_p``: the localiser's
 #: share of inputs whose intensity channels go through such a curve; ``loc_context_p``:
 #: the share whose surroundings are partly replaced by another cine's (random blobs that
 #: keep clear of both hearts), so that what surrounds the heart stops being a cue: images
