@@ -130,8 +130,11 @@ def measure_cohort(items) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run_tuning(doc: str, argv, measure, show) -> int:
+    """The tuning-cohort benchmarks' main: ``measure(items) -> dict`` on every tuning cohort
+    (``--families``, ``--participants``), ``show(family, seed, result)`` prints it, and
+    all of it goes to ``--json`` with commit, machine and seconds."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--participants", type=int, default=12)
     ap.add_argument("--families", nargs="+", default=["disc", "thorax"])
     ap.add_argument("--json", default=None)
@@ -142,22 +145,30 @@ def main(argv=None) -> int:
     for family in args.families:
         for offset in TUNING_OFFSETS:
             seed = TEST_SEEDS[family] + offset
-            res = measure_cohort(labelled_cohort(family, args.participants, seed))
+            res = measure(labelled_cohort(family, args.participants, seed))
             result["cohorts"][f"{family}/{seed}"] = res
-            for s in SETTINGS:
-                m = res[s]
-                extra = ""
-                if s == "fit":
-                    e = m["endo_radius_error_mm"]
-                    extra = f" | endo radius {e[0]:+.2f} +- {e[1]:.2f} mm, " \
-                            f"spoke 0 > 30 deg: {m['septum_over_30deg']}"
-                print(f"{family:7s} {seed} {s:16s} RMSE ED/ES {m['rmse_ed_mm_mean']:.2f}/"
-                      f"{m['rmse_es_mm_mean']:.2f} mm | ES circ {m['es_circ_global_bias']:+.3f}"
-                      f" +- {m['es_circ_global_sd']:.3f} | radial {m['es_radial_bias']:+.3f} +- "
-                      f"{m['es_radial_sd']:.3f}{extra}", flush=True)
+            show(family, seed, res)
     result["seconds"] = time.perf_counter() - t0
     save_json(result, args.json)
     return 0
+
+
+def _show(family: str, seed: int, res: dict) -> None:
+    for s in SETTINGS:
+        m = res[s]
+        extra = ""
+        if s == "fit":
+            e = m["endo_radius_error_mm"]
+            extra = f" | endo radius {e[0]:+.2f} +- {e[1]:.2f} mm, " \
+                    f"spoke 0 > 30 deg: {m['septum_over_30deg']}"
+        print(f"{family:7s} {seed} {s:16s} RMSE ED/ES {m['rmse_ed_mm_mean']:.2f}/"
+              f"{m['rmse_es_mm_mean']:.2f} mm | ES circ {m['es_circ_global_bias']:+.3f}"
+              f" +- {m['es_circ_global_sd']:.3f} | radial {m['es_radial_bias']:+.3f} +- "
+              f"{m['es_radial_sd']:.3f}{extra}", flush=True)
+
+
+def main(argv=None) -> int:
+    return run_tuning(__doc__, argv, measure_cohort, _show)
 
 
 if __name__ == "__main__":

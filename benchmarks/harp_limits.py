@@ -18,14 +18,10 @@ truth's ED landmarks, at the truth's ES frame:
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 
 import numpy as np
-from edfit_limits import TUNING_OFFSETS
-from provenance import commit, machine, save_json  # benchmarks/provenance.py (run as a script)
-from transfer import TEST_SEEDS, labelled_cohort
+from edfit_limits import run_tuning
 
 from raytag import geometry
 from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
@@ -100,33 +96,21 @@ def summarise(rows) -> dict:
     }
 
 
+def _show(family: str, seed: int, s: dict) -> None:
+    print(f"{family} {seed}: ES circ {s['es_circ_error'][0]:+.3f} +- "
+          f"{s['es_circ_error'][1]:.3f} (without the worst two "
+          f"{s['es_circ_error_without_worst_two'][0]:+.3f} +- "
+          f"{s['es_circ_error_without_worst_two'][1]:.3f})", flush=True)
+    for key in ("harp_ring_mm", "tracked_ring_mm", "linear_field_ring_mm", "circ_ring_error"):
+        print(f"  {key:22s} " + " ".join("   -  " if v is None else f"{v:+.3f}"
+                                           for v in s[key]), flush=True)
+    for w in s["worst_slices"][:3]:
+        print(f"  worst: {w}", flush=True)
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--participants", type=int, default=12)
-    ap.add_argument("--families", nargs="+", default=["disc", "thorax"])
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args(argv)
-    t0 = time.perf_counter()
-    result = {"commit": commit(), "machine": machine(), "participants": args.participants,
-              "cohorts": {}}
-    for family in args.families:
-        for offset in TUNING_OFFSETS:
-            seed = TEST_SEEDS[family] + offset
-            rows = [measure_slice(it) for it in labelled_cohort(family, args.participants, seed)]
-            s = result["cohorts"][f"{family}/{seed}"] = summarise(rows)
-            print(f"{family} {seed}: ES circ {s['es_circ_error'][0]:+.3f} +- "
-                  f"{s['es_circ_error'][1]:.3f} (without the worst two "
-                  f"{s['es_circ_error_without_worst_two'][0]:+.3f} +- "
-                  f"{s['es_circ_error_without_worst_two'][1]:.3f})", flush=True)
-            for key in ("harp_ring_mm", "tracked_ring_mm", "linear_field_ring_mm",
-                        "circ_ring_error"):
-                print(f"  {key:22s} " + " ".join("   -  " if v is None else f"{v:+.3f}"
-                                                   for v in s[key]), flush=True)
-            for w in s["worst_slices"][:3]:
-                print(f"  worst: {w}", flush=True)
-    result["seconds"] = time.perf_counter() - t0
-    save_json(result, args.json)
-    return 0
+    return run_tuning(__doc__, argv, lambda items: summarise([measure_slice(it) for it in items]),
+                      _show)
 
 
 if __name__ == "__main__":
