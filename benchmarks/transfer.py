@@ -41,7 +41,7 @@ from raytag.tracking.measure import TRACKERS, measure_slice
 #: Flags whose rows a careful analysis drops (docs/results.md).
 DROP_FLAGS = {"implausible_circ_strain", "implausible_radial_strain", "no_contraction",
               "landmarks_outside_roi", "phase_inconsistent", "tags_faded_early",
-              "ed_geometry_unconfirmed", "roi_centre_disagrees"}
+              "ed_geometry_unconfirmed", "roi_centre_disagrees", "cavity_small_for_tags"}
 
 #: Test seeds per family (fixed, never used to train or tune).
 TEST_SEEDS = {"disc": 9301, "thorax": 9302, "patchwork": 9303}

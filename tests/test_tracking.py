@@ -175,6 +175,35 @@ def test_tag_contrast_follows_a_known_fading_curve():
     assert "tags_faded_early" not in Q.qc_flags(c, 5, 0.1)
 
 
+def test_cavity_tag_ratio_is_the_endocardial_radius_in_tag_periods():
+    # a circular ring of radius R about any centre: ratio R / lambda exactly
+    for r_endo in (6.0, 15.0):
+        ratio = Q.cavity_tag_ratio(_ring_landmarks(r_endo=r_endo), LAM)
+        assert ratio == pytest.approx(r_endo / LAM, rel=1e-9)
+    c = np.ones(T)
+    small = Q.SMALL_CAVITY_TAG_PERIODS * LAM * 0.95
+    large = Q.SMALL_CAVITY_TAG_PERIODS * LAM * 1.05
+    assert "cavity_small_for_tags" in Q.qc_flags(
+        c, 7, 0.1, None, Q.cavity_tag_ratio(_ring_landmarks(r_endo=small), LAM))
+    assert "cavity_small_for_tags" not in Q.qc_flags(
+        c, 7, 0.1, None, Q.cavity_tag_ratio(_ring_landmarks(r_endo=large), LAM))
+    assert "cavity_small_for_tags" not in Q.qc_flags(c, 7, 0.1)  # not measured: no flag
+    nan_ring = np.full((168, 2), np.nan)
+    assert np.isnan(Q.cavity_tag_ratio(nan_ring, LAM))
+
+
+def test_measure_slice_flags_a_small_cavity_and_not_a_large_one():
+    from raytag.tracking.measure import measure_slice
+
+    frames = _render(lambda x, y, t: (x, y))
+    valid = np.ones(T, bool)
+    for r_endo, expect in ((5.0, True), (15.0, False)):
+        ed = _ring_landmarks(r_endo=r_endo)
+        net = np.broadcast_to(ed, (T, *ed.shape))
+        m = measure_slice(frames, valid, (1.5, 1.5), net, "harp", ed)
+        assert ("cavity_small_for_tags" in m.qc_flags) is expect
+
+
 def test_phase_residual_flags_a_shuffled_track_but_not_the_truth():
     def inverse(x, y, t):
         a, b = _affine(t)

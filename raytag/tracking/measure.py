@@ -166,5 +166,6 @@ def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
         uncertainty = float(abs(s_net["circ_global"][es] - s_harp["circ_global"][es]))
     contrast = qc.tag_contrast(h, reported)
     _, residual = qc.phase_residual_px(h, reported, contrast)
-    flags += qc.qc_flags(contrast, es, residual, uncertainty)
+    flags += qc.qc_flags(contrast, es, residual, uncertainty,
+                         qc.cavity_tag_ratio(reported[0], h.wavelength_px))
     return SliceMeasurement(reported, strains, contrast, residual, uncertainty, flags, tracker)

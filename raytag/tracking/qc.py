@@ -10,6 +10,9 @@
   of the two harmonics); the slice value is the largest over the frames whose tags are
   still visible. A correct track stays near the band-pass smoothing floor (a few tenths
   of a pixel); a track off by a random amount averages a quarter tag period (~1.1 px).
+- :func:`cavity_tag_ratio`: the ED endocardial radius in tag periods. HARP's band-pass
+  averages each point over about a tag period, so in a small (apical) cavity the thin wall
+  is averaged with the cavity and surroundings and the track drifts (docs/tracking.md).
 - :func:`qc_flags`: the thresholds below turned into results-table flags.
 """
 
@@ -23,7 +26,7 @@ from raytag.tracking.harp import CineHarmonics
 
 __all__ = ["tag_contrast", "phase_residual_px", "qc_flags", "INTERIOR_RINGS",
            "MIN_VISIBLE_CONTRAST", "PHASE_RESIDUAL_FLAG_PX", "FADED_CONTRAST",
-           "UNCERTAINTY_FLAG"]
+           "UNCERTAINTY_FLAG", "cavity_tag_ratio", "SMALL_CAVITY_TAG_PERIODS"]
 
 #: Rings whose phase is trusted (the borders mix in blood and surroundings).
 INTERIOR_RINGS = (1, 2, 3, 4, 5)
@@ -36,6 +39,11 @@ PHASE_RESIDUAL_FLAG_PX = 0.75
 FADED_CONTRAST = 0.15
 #: ``trackers_disagree``: network and HARP ES global circumferential strain differ by more.
 UNCERTAINTY_FLAG = 0.04
+#: ``cavity_small_for_tags``: ED endocardial radius below this many tag periods. Set on the
+#: tuning cohorts (disc 7101/7111, thorax 7102/7112, end to end, tracker ``tags``): it
+#: flags 11-19% of slices, among them the worst apical ones, and the unflagged ES circ
+#: error SD is 0.017 / 0.017 / 0.028 / 0.029 against 0.021 / 0.018 / 0.033 / 0.049 for all.
+SMALL_CAVITY_TAG_PERIODS = 1.8
 
 
 def _interior(landmarks: np.ndarray) -> np.ndarray:
@@ -83,9 +91,21 @@ def phase_residual_px(h: CineHarmonics, landmarks: np.ndarray,
     return per_frame, value
 
 
+def cavity_tag_ratio(ed_landmarks: np.ndarray, wavelength_px: float) -> float:
+    """Mean distance of the endocardial ring (r = 0) of ``ed_landmarks`` ``(168, 2)`` px
+    from its centroid, over the tag period ``wavelength_px`` (px); NaN if not finite."""
+    g = np.asarray(ed_landmarks, dtype=np.float64).reshape(N_CIRCUMFERENTIAL, N_TRANSMURAL, 2)
+    ring = g[:, 0]
+    radius = float(np.hypot(*(ring - ring.mean(axis=0)).T).mean())
+    ratio = radius / float(wavelength_px) if wavelength_px > 0 else float("nan")
+    return ratio if np.isfinite(ratio) else float("nan")
+
+
 def qc_flags(contrast: np.ndarray, es_frame: int, residual_px: float,
-             uncertainty: float | None = None) -> list[str]:
-    """Flags for the results table from the measures above (see the thresholds)."""
+             uncertainty: float | None = None,
+             cavity_ratio: float | None = None) -> list[str]:
+    """Flags for the results table from the measures above (see the thresholds);
+    ``cavity_ratio``: :func:`cavity_tag_ratio` of the reported ED landmarks."""
     flags = []
     if np.isfinite(residual_px) and residual_px > PHASE_RESIDUAL_FLAG_PX:
         flags.append("phase_inconsistent")
@@ -95,4 +115,7 @@ def qc_flags(contrast: np.ndarray, es_frame: int, residual_px: float,
         flags.append("tags_faded_early")
     if uncertainty is not None and np.isfinite(uncertainty) and uncertainty > UNCERTAINTY_FLAG:
         flags.append("trackers_disagree")
+    if cavity_ratio is not None and np.isfinite(cavity_ratio) \
+            and cavity_ratio < SMALL_CAVITY_TAG_PERIODS:
+        flags.append("cavity_small_for_tags")
     return flags
