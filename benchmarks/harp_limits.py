@@ -25,8 +25,9 @@ from edfit_limits import run_tuning
 
 from raytag import geometry
 from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
+from raytag.landmarks import to_grid
 from raytag.strain import compute_strains
-from raytag.tracking import harp
+from raytag.tracking import harp, qc
 
 ORDER = 6  # track_harp's default angular order of the field
 
@@ -43,14 +44,12 @@ def measure_slice(item) -> dict:
     rec, truth, es = item.record, item.landmarks_px, int(item.es_frame)
     px_mm = float(np.mean(rec.pixel_spacing_mm))
     res = harp.track_harp(rec.frames, rec.frame_valid, truth[0])
-    g_es = truth[es].reshape(N_CIRCUMFERENTIAL, N_TRANSMURAL, 2)
-    centre = g_es.reshape(-1, 2).mean(axis=0)
+    g_es = to_grid(truth[es])
+    centre = truth[es].mean(axis=0)
     k_lm = np.repeat(np.arange(N_CIRCUMFERENTIAL, dtype=float), N_TRANSMURAL)
     r_lm = np.tile(np.arange(N_TRANSMURAL, dtype=float), N_CIRCUMFERENTIAL)
-    design = harp._basis(k_lm, r_lm, ORDER)
-    lin = harp.fit_field(k_lm, r_lm, truth[es] - truth[0], np.ones(len(k_lm)), ORDER,
-                         design=design)
-    lin_es = (truth[0] + design @ lin.coef).reshape(g_es.shape)
+    lin = harp.fit_field(k_lm, r_lm, truth[es] - truth[0], np.ones(len(k_lm)), ORDER)
+    lin_es = to_grid(truth[0] + lin(k_lm, r_lm))
     # HARP's tracked interior points on whole spokes, placed in the (24, 7) grid
     _, kq, rq = harp.interior_grid(truth[0])
     whole = kq % 1 == 0
@@ -60,16 +59,15 @@ def measure_slice(item) -> dict:
     sp = rec.pixel_spacing_mm
     s_h = compute_strains(geometry.px_to_mm(res.landmarks, sp), frame_valid=rec.frame_valid)
     s_t = compute_strains(geometry.px_to_mm(truth, sp), frame_valid=rec.frame_valid)
-    g0 = truth[0].reshape(g_es.shape)
+    g0 = to_grid(truth[0])
     return {
-        "harp_ring_mm": _radial_error_mm(res.landmarks[es].reshape(g_es.shape), g_es, centre,
-                                         px_mm),
+        "harp_ring_mm": _radial_error_mm(to_grid(res.landmarks[es]), g_es, centre, px_mm),
         "tracked_ring_mm": np.concatenate([[np.nan], interior, [np.nan]]),
         "linear_field_ring_mm": _radial_error_mm(lin_es, g_es, centre, px_mm),
         "circ_ring_error": s_h["rings"][es] - s_t["rings"][es],
         "circ_error": float(s_h["circ_global"][es] - s_t["circ_global"][es]),
         "slice_index": int(rec.slice_index),
-        "endo_radius_mm": float(np.hypot(*(g0[:, 0] - g0[:, 0].mean(axis=0)).T).mean() * px_mm),
+        "endo_radius_mm": qc.endocardial_radius_px(truth[0]) * px_mm,
         "wall_mm": float(np.hypot(*(g0[:, -1] - g0[:, 0]).T).mean() * px_mm),
         "tag_period_mm": float(res.harmonics.wavelength_px * px_mm),
     }
@@ -81,8 +79,8 @@ def summarise(rows) -> dict:
         return [round(float(np.mean(c)), 3) if np.isfinite(c).all() else None for c in a.T]
 
     errors = np.array([r["circ_error"] for r in rows])
-    worst = sorted(rows, key=lambda r: -abs(r["circ_error"]))
-    keep = np.argsort(-np.abs(errors))[2:]
+    order = np.argsort(-np.abs(errors), kind="stable")  # worst first
+    worst, keep = [rows[i] for i in order[:6]], order[2:]
     return {
         "slices": len(rows),
         "es_circ_error": [float(errors.mean()), float(errors.std())],
@@ -92,7 +90,7 @@ def summarise(rows) -> dict:
         "linear_field_ring_mm": ring("linear_field_ring_mm"),
         "circ_ring_error": ring("circ_ring_error"),
         "worst_slices": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
-                          if not isinstance(v, np.ndarray)} for r in worst[:6]],
+                          if not isinstance(v, np.ndarray)} for r in worst],
     }
 
 

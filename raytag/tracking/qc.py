@@ -21,12 +21,14 @@ from __future__ import annotations
 import numpy as np
 
 from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
+from raytag.landmarks import to_grid
 from raytag.tracking.harmonics import circular_difference
 from raytag.tracking.harp import CineHarmonics
 
 __all__ = ["tag_contrast", "phase_residual_px", "qc_flags", "INTERIOR_RINGS",
            "MIN_VISIBLE_CONTRAST", "PHASE_RESIDUAL_FLAG_PX", "FADED_CONTRAST",
-           "UNCERTAINTY_FLAG", "cavity_tag_ratio", "SMALL_CAVITY_TAG_PERIODS"]
+           "UNCERTAINTY_FLAG", "cavity_tag_ratio", "endocardial_radius_px",
+           "SMALL_CAVITY_TAG_PERIODS"]
 
 #: Rings whose phase is trusted (the borders mix in blood and surroundings).
 INTERIOR_RINGS = (1, 2, 3, 4, 5)
@@ -91,13 +93,18 @@ def phase_residual_px(h: CineHarmonics, landmarks: np.ndarray,
     return per_frame, value
 
 
+def endocardial_radius_px(ed_landmarks: np.ndarray) -> float:
+    """Mean distance (px) of the endocardial ring (r = 0) of ``ed_landmarks`` ``(168, 2)`` px
+    from its own centroid; NaN if a landmark is not finite."""
+    ring = to_grid(np.asarray(ed_landmarks, dtype=np.float64))[:, 0]
+    return float(np.hypot(*(ring - ring.mean(axis=0)).T).mean())
+
+
 def cavity_tag_ratio(ed_landmarks: np.ndarray, wavelength_px: float) -> float:
-    """Mean distance of the endocardial ring (r = 0) of ``ed_landmarks`` ``(168, 2)`` px
-    from its centroid, over the tag period ``wavelength_px`` (px); NaN if not finite."""
-    g = np.asarray(ed_landmarks, dtype=np.float64).reshape(N_CIRCUMFERENTIAL, N_TRANSMURAL, 2)
-    ring = g[:, 0]
-    radius = float(np.hypot(*(ring - ring.mean(axis=0)).T).mean())
-    ratio = radius / float(wavelength_px) if wavelength_px > 0 else float("nan")
+    """:func:`endocardial_radius_px` of ``ed_landmarks`` over the tag period
+    ``wavelength_px`` (px); NaN if either is not finite or the period is not positive."""
+    ratio = endocardial_radius_px(ed_landmarks) / float(wavelength_px) \
+        if wavelength_px > 0 else float("nan")
     return ratio if np.isfinite(ratio) else float("nan")
 
 
