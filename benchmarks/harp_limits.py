@@ -24,7 +24,6 @@ import numpy as np
 from edfit_limits import run_tuning
 
 from raytag import geometry
-from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
 from raytag.landmarks import to_grid
 from raytag.strain import compute_strains
 from raytag.tracking import harp, qc
@@ -46,8 +45,7 @@ def measure_slice(item) -> dict:
     res = harp.track_harp(rec.frames, rec.frame_valid, truth[0])
     g_es = to_grid(truth[es])
     centre = truth[es].mean(axis=0)
-    k_lm = np.repeat(np.arange(N_CIRCUMFERENTIAL, dtype=float), N_TRANSMURAL)
-    r_lm = np.tile(np.arange(N_TRANSMURAL, dtype=float), N_CIRCUMFERENTIAL)
+    k_lm, r_lm = harp.landmark_grid()
     lin = harp.fit_field(k_lm, r_lm, truth[es] - truth[0], np.ones(len(k_lm)), ORDER)
     lin_es = to_grid(truth[0] + lin(k_lm, r_lm))
     # HARP's tracked interior points on whole spokes, placed in the (24, 7) grid

@@ -33,12 +33,10 @@ from edfit_limits import run_tuning
 from scipy import ndimage
 
 from raytag import geometry
-from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
+from raytag.constants import N_CIRCUMFERENTIAL
 from raytag.strain import compute_strains
 from raytag.tracking import harp
 
-K_LM = np.repeat(np.arange(N_CIRCUMFERENTIAL, dtype=float), N_TRANSMURAL)
-R_LM = np.tile(np.arange(N_TRANSMURAL, dtype=float), N_CIRCUMFERENTIAL)
 ORDER = 6
 SETTINGS = {
     "reg_linear": dict(degree=1, r_lo=0.5, r_hi=5.5, border=0.0),
@@ -61,7 +59,7 @@ def refine(frames, valid, ed, start, wavelength_px, degree, r_lo, r_hi, border,
     keep = (r >= r_lo) & (r <= r_hi)
     x0, k, r = pts[inside][keep], k[keep], r[keep]
     basis = harp._basis(k, r, ORDER, degree)
-    basis_lm = harp._basis(K_LM, R_LM, ORDER, degree)
+    basis_lm = harp._basis(*harp.landmark_grid(), ORDER, degree)
     n_coef = basis.shape[1]
     f0 = np.asarray(frames[0], float)
     iy, ix = x0[:, 1].astype(int), x0[:, 0].astype(int)
@@ -78,8 +76,7 @@ def refine(frames, valid, ed, start, wavelength_px, degree, r_lo, r_hi, border,
             for m in range(1, border_order + 1):
                 regressors += [ramp * np.cos(m * phi), ramp * np.sin(m * phi)]
     design = np.stack(regressors, 1)
-    n = np.concatenate([[0], np.repeat(np.arange(1, ORDER + 1), 2)]).astype(float)
-    damping = np.tile(smooth * np.maximum(n - 1, 0) ** 4 + 1e-6, 2 * (degree + 1))
+    damping = np.tile(harp.roughness_penalty(ORDER, degree, smooth), 2)  # x and y columns
     out = np.array(start, float).copy()
     for t in range(1, len(frames)):
         if not valid[t] or not np.isfinite(start[t]).all():

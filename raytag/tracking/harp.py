@@ -46,7 +46,7 @@ from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
 from raytag.tracking.harmonics import circular_difference, find_first_harmonic_peaks
 
 __all__ = ["CineHarmonics", "HarpResult", "interior_grid", "grid_coordinates", "fit_field",
-           "track_harp", "HARP_WINDOW"]
+           "landmark_grid", "roughness_penalty", "track_harp", "HARP_WINDOW"]
 
 #: Side of the analysis window around the heart (px): holds a dilated LV, RV and motion.
 HARP_WINDOW = 128
@@ -330,6 +330,22 @@ SMOOTHNESS = 1e-2
 TRANSMURAL_DEGREE = 1
 
 
+def landmark_grid() -> tuple[np.ndarray, np.ndarray]:
+    """Grid coordinates of the 168 landmarks: spoke ``k`` and ring ``r``, each ``(168,)``
+    float64, in landmark order (index ``7 k + r``)."""
+    k = np.repeat(np.arange(N_CIRCUMFERENTIAL, dtype=float), N_TRANSMURAL)
+    r = np.tile(np.arange(N_TRANSMURAL, dtype=float), N_CIRCUMFERENTIAL)
+    return k, r
+
+
+def roughness_penalty(order: int, degree: int = TRANSMURAL_DEGREE,
+                      smooth: float = SMOOTHNESS) -> np.ndarray:
+    """Per-coefficient penalty ``((degree + 1) (2 order + 1),)`` in :func:`_basis`'s column
+    order: ``smooth * (n - 1)**4`` for angular order ``n >= 2``, 1e-6 for the rest."""
+    n = np.concatenate([[0], np.repeat(np.arange(1, order + 1), 2)]).astype(float)
+    return np.tile(smooth * np.maximum(n - 1, 0) ** 4 + 1e-6, degree + 1)
+
+
 def _basis(k: np.ndarray, r: np.ndarray, order: int,
            degree: int = TRANSMURAL_DEGREE) -> np.ndarray:
     """Design matrix ``(M, (degree + 1) (2 order + 1))``: a trig polynomial in the spoke
@@ -361,8 +377,7 @@ def fit_field(k: np.ndarray, r: np.ndarray, displacement: np.ndarray, weights: n
     ok = np.isfinite(displacement).all(axis=1) & (w > 0)
     aw = a[ok] * w[ok, None]
     gram = a[ok].T @ aw
-    n = np.concatenate([[0], np.repeat(np.arange(1, order + 1), 2)]).astype(float)
-    pen = np.tile(smooth * np.maximum(n - 1, 0) ** 4 + 1e-6, degree + 1)
+    pen = roughness_penalty(order, degree, smooth)
     scale = max(float(w[ok].sum()), 1e-12)
     coef = np.linalg.solve(gram + np.diag(pen * scale), aw.T @ displacement[ok])
 
@@ -439,8 +454,7 @@ def track_harp(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.nda
     t_count = len(frames)
     h = harmonics or CineHarmonics.analyse(frames, valid, ed.mean(axis=0))
     pts0, kq, rq = interior_grid(ed)
-    k_lm = np.repeat(np.arange(N_CIRCUMFERENTIAL, dtype=float), N_TRANSMURAL)
-    r_lm = np.tile(np.arange(N_TRANSMURAL, dtype=float), N_CIRCUMFERENTIAL)
+    k_lm, r_lm = landmark_grid()
     design, design_lm = _basis(kq, rq, order), _basis(k_lm, r_lm, order)  # once per slice
     target, mag0 = h.sample(0, pts0)
     m = len(pts0)
