@@ -42,7 +42,7 @@ def _radial_error_mm(points, truth_es, centre, px_mm):
 def measure_slice(item) -> dict:
     rec, truth, es = item.record, item.landmarks_px, int(item.es_frame)
     px_mm = float(np.mean(rec.pixel_spacing_mm))
-    res = harp.track_harp(rec.frames, rec.frame_valid, truth[0])
+    res = harp.track_harp(rec.frames, rec.frame_valid, truth[0], refine=False)
     g_es = to_grid(truth[es])
     centre = truth[es].mean(axis=0)
     k_lm, r_lm = harp.landmark_grid()

@@ -3,7 +3,7 @@
 HARP's band-pass blurs the phase over about one tag period, about a wall's thickness, so
 its field reads the transmural gradient too shallow (``harp_limits.py``). This script asks
 whether matching the *raw* pixels does better: the ED myocardium's pixel centres are material
-points ``X``; for frame ``t`` the displacement field ``u`` (``harp._basis``: order-6 trig
+points ``X``; for frame ``t`` the displacement field ``u`` (``harp.basis``: order-6 trig
 around the ring times a polynomial across the wall) is found by Gauss-Newton on
 
     sum_X w(X) [ I_t(X + u(X)) - a I_0(X) - b L_0(X) - (border terms) ]^2
@@ -58,8 +58,8 @@ def refine(frames, valid, ed, start, wavelength_px, degree, r_lo, r_hi, border,
     k, r = harp.grid_coordinates(ed, pts[inside])
     keep = (r >= r_lo) & (r <= r_hi)
     x0, k, r = pts[inside][keep], k[keep], r[keep]
-    basis = harp._basis(k, r, ORDER, degree)
-    basis_lm = harp._basis(*harp.landmark_grid(), ORDER, degree)
+    basis = harp.basis(k, r, ORDER, degree)
+    basis_lm = harp.basis(*harp.landmark_grid(), ORDER, degree)
     n_coef = basis.shape[1]
     f0 = np.asarray(frames[0], float)
     iy, ix = x0[:, 1].astype(int), x0[:, 0].astype(int)
@@ -127,7 +127,7 @@ def measure(items) -> dict:
         rec, truth, es = it.record, it.landmarks_px, int(it.es_frame)
         s_true = compute_strains(geometry.px_to_mm(truth, rec.pixel_spacing_mm),
                                  frame_valid=rec.frame_valid)
-        res = harp.track_harp(rec.frames, rec.frame_valid, truth[0])
+        res = harp.track_harp(rec.frames, rec.frame_valid, truth[0], refine=False)
         rows["harp"].append(_errors(res.landmarks, truth, es, rec, s_true))
         frames_done += int(rec.frame_valid.sum()) - 1
         for name, cfg in SETTINGS.items():

@@ -25,6 +25,10 @@ unknowns). raytag's implementation, per slice:
    still disagree get no weight.
 5. The 168 landmarks are the fitted field evaluated at the ED landmark grid (rings 0 and 6
    extrapolated linearly across the wall).
+6. Refinement (``refine``, on by default): from that field, a few Gauss-Newton steps
+   register the raw frames to the ED frame under the SPAMM fading model, with a field
+   cubic across the wall (:mod:`raytag.tracking.register`): the band-pass that makes the
+   phase robust also blurs it over a wall's thickness; the raw pixels do not.
 
 With ``guide`` trajectories (the network's, ``hybrid`` mode) the start of each frame is
 the guide's displacement instead of the prediction from earlier frames: the network
@@ -42,8 +46,18 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import ndimage
 
-from raytag.constants import N_CIRCUMFERENTIAL, N_TRANSMURAL
+from raytag.tracking.field import (  # noqa: F401  (re-exported: harp.fit_field etc.)
+    SMOOTHNESS,
+    TRANSMURAL_DEGREE,
+    basis,
+    fit_field,
+    grid_coordinates,
+    interior_grid,
+    landmark_grid,
+    roughness_penalty,
+)
 from raytag.tracking.harmonics import circular_difference, find_first_harmonic_peaks
+from raytag.tracking.register import refine_track
 
 __all__ = ["CineHarmonics", "HarpResult", "interior_grid", "grid_coordinates", "fit_field",
            "landmark_grid", "roughness_penalty", "track_harp", "HARP_WINDOW"]
@@ -253,152 +267,20 @@ def newton(h: CineHarmonics, t: int, start: np.ndarray, target: np.ndarray,
     return x, circular_difference(phase, target), mag
 
 
-# --- the myocardial grid and its regularised displacement field ------------------------
-
-
-def interior_grid(ed_landmarks: np.ndarray, rings=(1, 2, 3, 4, 5),
-                  half_spokes: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Material points to track, from ED landmarks ``(168, 2)``.
-
-    Returns ``points`` ``(M, 2)`` px, and their grid coordinates ``k`` (spoke, fractional
-    with half spokes) and ``r`` (ring) ``(M,)``. Half-spoke points lie on the ring half way
-    between neighbouring spokes (band-limited interpolation around the ring, so they sit on
-    a circle or ellipse, not on its chord).
-    """
-    g = np.asarray(ed_landmarks, dtype=np.float64).reshape(N_CIRCUMFERENTIAL, N_TRANSMURAL, 2)
-    n = N_CIRCUMFERENTIAL
-    if half_spokes:
-        spec = np.fft.fft(g, axis=0)
-        freq = np.fft.fftfreq(n, 1.0 / n)
-        shift = np.exp(2j * np.pi * freq * 0.5 / n)
-        shift[n // 2] = np.cos(np.pi * 0.5)  # the Nyquist term of a real signal
-        half = np.real(np.fft.ifft(spec * shift[:, None, None], axis=0))
-    ks, rs, pts = [], [], []
-    for r in rings:
-        for k in range(n):
-            pts.append(g[k, r])
-            ks.append(float(k))
-            rs.append(float(r))
-            if half_spokes:
-                pts.append(half[k, r])
-                ks.append(k + 0.5)
-                rs.append(float(r))
-    return np.array(pts), np.array(ks), np.array(rs)
-
-
-def grid_coordinates(ed_landmarks: np.ndarray, points: np.ndarray,
-                     r_range: tuple[float, float] = (-30.0, 30.0)) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate grid coordinates ``(k, r)`` of any points ``(..., 2)`` in the ED geometry.
-
-    ``k`` (fractional spoke) from the angle about the ED ring centre, interpolated between
-    the spokes' mid-wall angles; ``r`` from the distance, interpolated between the endo-
-    (r = 0) and epicardial (r = 6) distances along that angle, clipped to ``r_range``
-    (the field is extrapolated only a little into blood and surroundings).
-    """
-    g = np.asarray(ed_landmarks, dtype=np.float64).reshape(N_CIRCUMFERENTIAL, N_TRANSMURAL, 2)
-    c = g.reshape(-1, 2).mean(axis=0)
-    mid = g[:, N_TRANSMURAL // 2] - c
-    ang_k = np.unwrap(np.arctan2(mid[:, 1], mid[:, 0]))
-    if ang_k[-1] < ang_k[0]:  # numbering runs the other way round: mirror the angles
-        ang_k = -ang_k
-        sign = -1.0
-    else:
-        sign = 1.0
-    ang_ext = np.concatenate([ang_k, ang_k[:1] + 2 * np.pi])
-    endo = np.hypot(*(g[:, 0] - c).T)
-    epi = np.hypot(*(g[:, -1] - c).T)
-    p = np.asarray(points, dtype=np.float64)
-    d = p - c
-    a = sign * np.arctan2(d[..., 1], d[..., 0])
-    a = ang_k[0] + np.mod(a - ang_k[0], 2 * np.pi)
-    kf = np.interp(a, ang_ext, np.arange(N_CIRCUMFERENTIAL + 1.0))
-    k0 = np.floor(kf).astype(int) % N_CIRCUMFERENTIAL
-    k1 = (k0 + 1) % N_CIRCUMFERENTIAL
-    w = kf - np.floor(kf)
-    r_endo = (1 - w) * endo[k0] + w * endo[k1]
-    r_epi = (1 - w) * epi[k0] + w * epi[k1]
-    rho = np.hypot(d[..., 0], d[..., 1])
-    r = (N_TRANSMURAL - 1) * (rho - r_endo) / np.maximum(r_epi - r_endo, 1e-6)
-    return kf % N_CIRCUMFERENTIAL, np.clip(r, *r_range)
-
-
-#: Roughness penalty of the field around the ring (per order**4, relative to the data).
-SMOOTHNESS = 1e-2
-#: Polynomial degree of the displacement field across the wall (in the ring index). The
-#: band-pass cannot resolve detail across a wall only ~1.5 tag periods thick; higher
-#: degrees extrapolate noise to the endo- and epicardium.
-TRANSMURAL_DEGREE = 1
-
-
-def landmark_grid() -> tuple[np.ndarray, np.ndarray]:
-    """Grid coordinates of the 168 landmarks: spoke ``k`` and ring ``r``, each ``(168,)``
-    float64, in landmark order (index ``7 k + r``)."""
-    k = np.repeat(np.arange(N_CIRCUMFERENTIAL, dtype=float), N_TRANSMURAL)
-    r = np.tile(np.arange(N_TRANSMURAL, dtype=float), N_CIRCUMFERENTIAL)
-    return k, r
-
-
-def roughness_penalty(order: int, degree: int = TRANSMURAL_DEGREE,
-                      smooth: float = SMOOTHNESS) -> np.ndarray:
-    """Per-coefficient penalty ``((degree + 1) (2 order + 1),)`` in :func:`_basis`'s column
-    order: ``smooth * (n - 1)**4`` for angular order ``n >= 2``, 1e-6 for the rest."""
-    n = np.concatenate([[0], np.repeat(np.arange(1, order + 1), 2)]).astype(float)
-    return np.tile(smooth * np.maximum(n - 1, 0) ** 4 + 1e-6, degree + 1)
-
-
-def _basis(k: np.ndarray, r: np.ndarray, order: int,
-           degree: int = TRANSMURAL_DEGREE) -> np.ndarray:
-    """Design matrix ``(M, (degree + 1) (2 order + 1))``: a trig polynomial in the spoke
-    angle times powers ``((r - 3) / 3)**d``, ``d <= degree``, across the wall."""
-    phi = 2 * np.pi * np.asarray(k) / N_CIRCUMFERENTIAL
-    cols = [np.ones_like(phi)]
-    for n in range(1, order + 1):
-        cols += [np.cos(n * phi), np.sin(n * phi)]
-    trig = np.stack(cols, axis=1)
-    s = ((np.asarray(r) - 3.0) / 3.0)[:, None]
-    return np.concatenate([trig * s**d for d in range(degree + 1)], axis=1)
-
-
-def fit_field(k: np.ndarray, r: np.ndarray, displacement: np.ndarray, weights: np.ndarray,
-              order: int = 6, smooth: float = SMOOTHNESS, degree: int = TRANSMURAL_DEGREE,
-              design: np.ndarray | None = None):
-    """Weighted, roughness-penalised least-squares field through ``displacement`` ``(M, 2)``
-    at grid coordinates ``(k, r)``.
-
-    The penalty on a coefficient of angular order ``n`` is ``smooth * n**4`` (and 1e-6 for
-    the rest) times the mean data weight: high orders are used only where the data demand
-    them, and a gap (points without weight) is bridged smoothly instead of wildly.
-    Returns a callable ``(k, r) -> (len(k), 2)`` displacement (its ``coef`` attribute: the
-    coefficients, to evaluate with a precomputed basis). ``design``: ``_basis(k, r)``
-    when the caller has it already (the same grid every frame).
-    """
-    a = _basis(k, r, order, degree) if design is None else design
-    w = np.asarray(weights, dtype=np.float64)
-    ok = np.isfinite(displacement).all(axis=1) & (w > 0)
-    aw = a[ok] * w[ok, None]
-    gram = a[ok].T @ aw
-    pen = roughness_penalty(order, degree, smooth)
-    scale = max(float(w[ok].sum()), 1e-12)
-    coef = np.linalg.solve(gram + np.diag(pen * scale), aw.T @ displacement[ok])
-
-    def field(kq, rq):
-        return _basis(kq, rq, order, degree) @ coef
-
-    field.coef = coef
-    return field
-
-
 @dataclass
 class HarpResult:
     """``landmarks`` ``(T, 168, 2)`` px (NaN on invalid frames); ``tracked`` ``(T, M, 2)``
     interior points after the guard; ``weights`` ``(T, M)``; ``residual_px`` ``(T, M)``
-    phase residual of the tracked points (px); ``harmonics`` the analysis used."""
+    phase residual of the tracked points (px); ``harmonics`` the analysis used;
+    ``phase_landmarks`` ``(T, 168, 2)`` the phase field's landmarks before the registration
+    refinement (the same array as ``landmarks`` when it was not asked for)."""
 
     landmarks: np.ndarray
     tracked: np.ndarray
     weights: np.ndarray
     residual_px: np.ndarray
     harmonics: CineHarmonics
+    phase_landmarks: np.ndarray
 
 
 def _robust_fit(k, r, disp, base_w, order, scale_px, design):
@@ -441,12 +323,14 @@ def _solve_frame(h_t, t_index, pts0, start, target, kq, rq, ok0, order, jump_fra
 def track_harp(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.ndarray,
                guide: np.ndarray | None = None, harmonics: CineHarmonics | None = None,
                order: int = 6, jump_fraction: float = 0.3,
-               iterations: int = 5) -> HarpResult:
+               iterations: int = 5, refine: bool = True) -> HarpResult:
     """Track a slice's myocardium from its ED landmarks ``(168, 2)`` through the cine.
 
     ``frames`` ``(T, rows, cols)``, ``frame_valid`` ``(T,)`` bool (invalid frames get NaN).
     ``guide`` ``(T, 168, 2)``: optional trajectories (e.g. the network's) that give each
-    frame's starting positions. Raises ``ValueError`` if the ED frame shows no tag grid.
+    frame's starting positions. ``refine``: sharpen the phase field by registering the
+    raw frames (:func:`raytag.tracking.register.refine_track`). Raises ``ValueError`` if
+    the ED frame shows no tag grid.
     """
     frames = np.asarray(frames)
     valid = np.asarray(frame_valid, dtype=bool)
@@ -455,7 +339,7 @@ def track_harp(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.nda
     h = harmonics or CineHarmonics.analyse(frames, valid, ed.mean(axis=0))
     pts0, kq, rq = interior_grid(ed)
     k_lm, r_lm = landmark_grid()
-    design, design_lm = _basis(kq, rq, order), _basis(k_lm, r_lm, order)  # once per slice
+    design, design_lm = basis(kq, rq, order), basis(k_lm, r_lm, order)  # once per slice
     target, mag0 = h.sample(0, pts0)
     m = len(pts0)
     tracked = np.full((t_count, m, 2), np.nan)
@@ -482,4 +366,5 @@ def track_harp(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.nda
         prev2_disp, prev_disp = prev_disp, disp
         out[t] = ed + design_lm @ field.coef
         tracked[t], weights[t], residual[t] = x, w, res_px
-    return HarpResult(out, tracked, weights, residual, h)
+    refined = refine_track(frames, valid, ed, out, h.wavelength_px) if refine else out
+    return HarpResult(refined, tracked, weights, residual, h, out)
