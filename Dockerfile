@@ -1,6 +1,6 @@
 # The raytag cluster image: the Ray GPU image raytag pins, plus raytag installed from this
 # repository with every dependency at an exact version (cluster/image/constraints.txt).
-#   docker build -t REGISTRY/raytag:0.1.0 . && docker push REGISTRY/raytag:0.1.0
+#   docker build -t REGISTRY/raytag:0.2.0 . && docker push REGISTRY/raytag:0.2.0
 # then set that name in cluster/aws.yaml (docker.image) and cluster/kuberay/*.yaml (image).
 FROM rayproject/ray:2.60.0-py311-gpu
 

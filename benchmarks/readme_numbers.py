@@ -96,9 +96,13 @@ def benchmarks_block() -> str:
                     "`decode_speed.py` |")
     tr = _load("trackers_truth_ed.json")
     if tr:
+        alone = tr.get("harp_throughput_phase_only")  # older files: not recorded
         rows.append(f"| HARP tracking stage, one thread | "
                     f"{tr['harp_throughput']['frames_per_cpu_second']:.0f} frames per CPU "
-                    "second | `trackers.py` (`trackers_truth_ed.json`) |")
+                    "second" + ("" if alone is None else
+                                f" with the registration refinement, "
+                                f"{alone['frames_per_cpu_second']:.0f} without it") +
+                    " | `trackers.py` (`trackers_truth_ed.json`) |")
     p = _load("pipeline_throughput.json")
     if p and "cohorts" in p:
         for n, cohort in p["cohorts"].items():

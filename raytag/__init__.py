@@ -4,4 +4,4 @@ The pure-numpy core (``raytag.io``, ``raytag.geometry``, ``raytag.strain``) impo
 neither Ray nor torch; Ray lives in ``raytag.pipeline`` / ``raytag.train`` and ``jobs/``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -65,7 +65,8 @@ class _Samples:
     """The ED material points of one slice and everything about them that no frame changes.
 
     ``x0`` ``(M, 2)`` float32 px; ``basis`` ``(M, n)`` float32; ``design`` ``(M, p)``
-    float32: the intensity model's regressors; ``basis_lm`` ``(168, n)`` float64.
+    float32: the intensity model's regressors; ``basis_lm`` ``(168, n)`` float64 and its
+    pseudo-inverse ``fit_lm`` ``(n, 168)`` (a track's field by least squares).
     """
 
     def __init__(self, frame0: np.ndarray, ed: np.ndarray, wavelength_px: float):
@@ -80,6 +81,7 @@ class _Samples:
         self.x0 = pts.astype(np.float32)
         self.basis = basis(k, r, ORDER, DEGREE).astype(np.float32)
         self.basis_lm = basis(*landmark_grid(), ORDER, DEGREE)
+        self.fit_lm = np.linalg.pinv(self.basis_lm)  # landmarks' displacement -> field
         iy, ix = pts[:, 1].astype(int), pts[:, 0].astype(int)
         f0 = np.asarray(frame0, dtype=np.float64)
         myo = np.zeros_like(f0)
@@ -160,7 +162,7 @@ def refine_track(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.n
     for t in range(1, len(frames)):
         if not valid[t] or not np.isfinite(start[t]).all():
             continue
-        coef = np.linalg.lstsq(s.basis_lm, start[t] - ed, rcond=None)[0]
+        coef = s.fit_lm @ (start[t] - ed)
         try:
             coef = _register_frame(s, frames[t], coef, damping)
         except np.linalg.LinAlgError:
