@@ -211,7 +211,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             model_actors=args.model_actors, gpus=args.gpus, rows_per_file=args.rows_per_file,
             flush_seconds=args.flush_seconds, refine_passes=args.refine_passes,
             localiser_views=args.localiser_views, tracker=args.tracker,
-            retry_failed=args.retry_failed,
+            register_frames=args.register_frames, retry_failed=args.retry_failed,
             allow_outside_links=args.allow_outside_links, engine=args.engine),
             dashboard=args.dashboard)
     except (FileExistsError, FileNotFoundError) as exc:
@@ -492,6 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tracker", choices=TRACKERS, default=DEFAULT_TRACKER,
                      help=f"what moves the landmarks after the networks (default "
                      f"{DEFAULT_TRACKER})")
+    run.add_argument("--register-frames", action=argparse.BooleanOptionalAction, default=True,
+                     help="refine HARP's track by registering the raw frames (default); "
+                     "--no-register-frames: the phase field alone, about twice as fast "
+                     "tracking but less accurate (docs/tracking.md), model_version says "
+                     "register=off")
     run.add_argument("--retry-failed", choices=RETRY_POLICIES, default="transient",
                      help="committed failures to process again: transient ones (storage "
                      "errors; default), all, or none")

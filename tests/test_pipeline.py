@@ -202,6 +202,25 @@ def test_model_failure_costs_only_its_slice(cohort, monkeypatch):
     assert sum(r["status"] == "ok" for r in out) == len(ok) - 1
 
 
+def test_rows_say_when_the_registration_was_skipped(cohort):
+    batch = PredictNetworks()(_decoded(cohort, 2))
+    on = [r for r in measure_batch(batch, tracker="tags").to_pylist() if r["status"] == "ok"]
+    off = [r for r in measure_batch(batch, tracker="tags", register_frames=False).to_pylist()
+           if r["status"] == "ok"]
+    assert on and len(on) == len(off)
+    assert all(r["model_version"].endswith("tracker=tags") for r in on)
+    assert all(r["model_version"].endswith("tracker=tags register=off") for r in off)
+    assert any(not np.allclose(a["landmarks_px"], b["landmarks_px"])
+               for a, b in zip(on, off, strict=True))
+    args = build_parser().parse_args(["run", "--input", "a", "--output", "b"])
+    assert args.register_frames is True
+    assert build_parser().parse_args(["run", "--input", "a", "--output", "b",
+                                      "--no-register-frames"]).register_frames is False
+    from raytag.pipeline.settings import RunSettings
+
+    assert RunSettings().register_frames is True
+
+
 def test_strain_stage_failure_is_a_row(cohort, monkeypatch):
     batch = _decoded(cohort, 2)
     batch = PredictNetworks()(batch)

@@ -93,3 +93,17 @@ def test_a_frame_that_would_slip_a_tag_keeps_its_start():
     start[1:] += np.array([0.25, -0.2]) * LAM / np.hypot(0.25, 0.2) * 0.2
     fixed = R.refine_track(frames, np.ones(T, bool), ed, start, LAM)
     assert np.abs(fixed[7] - truth[7]).max() < 0.15
+
+
+def test_measure_slice_can_skip_the_refinement():
+    """``register_frames=False`` (``raytag run --no-register-frames``) reports the phase
+    field alone; the default reports the refined track."""
+    from raytag.tracking.measure import measure_slice
+
+    frames, ed, truth = _contraction_cine()
+    valid = np.ones(T, bool)
+    plain = H.track_harp(frames, valid, ed, refine=False).landmarks
+    off = measure_slice(frames, valid, (1.0, 1.0), truth, "harp", ed, register_frames=False)
+    on = measure_slice(frames, valid, (1.0, 1.0), truth, "harp", ed)
+    np.testing.assert_allclose(off.landmarks_px, plain)
+    assert np.abs(on.landmarks_px - truth).max() < 0.5 * np.abs(off.landmarks_px - truth).max()

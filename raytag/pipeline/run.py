@@ -330,7 +330,9 @@ def _ray_dataset(pending: list[storage.FileInfo], s: RunSettings, n_actors: int,
                      batch_size=s.predict_batch, batch_format="numpy",
                      compute=ActorPoolStrategy(min_size=1, max_size=n_actors),
                      **actor_resources)
-        .map_batches(measure_batch, fn_kwargs={"tracker": s.tracker}, batch_format="numpy",
+        .map_batches(measure_batch, fn_kwargs={"tracker": s.tracker,
+                                               "register_frames": s.register_frames},
+                     batch_format="numpy",
                      num_cpus=cpus_per_task)
     )
 
@@ -344,7 +346,8 @@ def _local_tables(pending: list[storage.FileInfo], s: RunSettings):
         rows = [_stage_input(i) for i in pending[first:first + s.decode_batch]]
         batch = decode_participants({k: np.array([r[k] for r in rows], dtype=object)
                                      for k in rows[0]})
-        yield measure_batch(model(batch), tracker=s.tracker)
+        yield measure_batch(model(batch), tracker=s.tracker,
+                            register_frames=s.register_frames)
 
 
 def run_cohort(

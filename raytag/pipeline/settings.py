@@ -41,7 +41,9 @@ class RunSettings:
     :func:`raytag.pipeline.run.pool_size`); ``decode_batch``/``predict_batch``:
     participants per decode task / slices per network batch; ``rows_per_file``/
     ``flush_seconds``: when the writer commits; ``refine_passes`` and ``localiser_views``
-    (None: the defaults); ``tracker`` (one of :data:`TRACKERS`); ``retry_failed`` (one of
+    (None: the defaults); ``tracker`` (one of :data:`TRACKERS`); ``register_frames``:
+    HARP's registration refinement (False: about twice as fast tracking, less accurate;
+    ``model_version`` says ``register=off``); ``retry_failed`` (one of
     :data:`RETRY_POLICIES`); ``allow_outside_links``: follow symlinks that leave the input;
     ``engine`` (one of :data:`ENGINES`).
     """
@@ -58,6 +60,7 @@ class RunSettings:
     refine_passes: int | None = None
     localiser_views: int | None = None
     tracker: str = DEFAULT_TRACKER
+    register_frames: bool = True
     retry_failed: str = "transient"
     allow_outside_links: bool = False
     engine: str = "auto"

@@ -197,19 +197,25 @@ def qc_flags_for(strains: dict, points: np.ndarray, box: np.ndarray,
     return flags
 
 
-def measure_batch(batch: dict[str, np.ndarray], tracker: str = "network") -> pa.Table:
-    """Networks' output -> results rows (:data:`OUTPUT_SCHEMA`), one per slice."""
+def measure_batch(batch: dict[str, np.ndarray], tracker: str = "network",
+                  register_frames: bool = True) -> pa.Table:
+    """Networks' output -> results rows (:data:`OUTPUT_SCHEMA`), one per slice.
+
+    ``register_frames=False`` skips HARP's registration refinement; ``model_version`` then
+    ends in ``register=off``, so rows measured either way can be told apart."""
     records = batch_to_records(batch)
     rows = []
     for i, rec in enumerate(records):
         t0 = time.perf_counter()
         version = str(batch["model_version"][i] or "")
         if rec.ok:
-            version = f"{version} tracker={tracker}"
+            version = f"{version} tracker={tracker}" + ("" if register_frames
+                                                          else " register=off")
             try:
                 box = np.asarray(batch["bbox_px"][i], dtype=np.float64)
                 m = measure_slice(rec.frames, rec.frame_valid, rec.pixel_spacing_mm,
-                                  batch["net_landmarks"][i], tracker, batch["net_ed"][i], box)
+                                  batch["net_landmarks"][i], tracker, batch["net_ed"][i], box,
+                                  register_frames)
                 rec.qc_flags.extend(qc_flags_for(m.strains, m.landmarks_px, box,
                                                  rec.frames.shape[-2:]))
                 row = result_row(rec, m.strains, m.landmarks_px, box, version, m)

@@ -120,7 +120,8 @@ def _tag_geometry(h: CineHarmonics, ed: np.ndarray, spacing_mm,
 def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
                   network_landmarks: np.ndarray, tracker: str = "network",
                   ed_landmarks: np.ndarray | None = None,
-                  roi_box: np.ndarray | None = None) -> SliceMeasurement:
+                  roi_box: np.ndarray | None = None,
+                  register_frames: bool = True) -> SliceMeasurement:
     """Track (per ``tracker``), measure strain and tag QC for one slice.
 
     ``frames`` ``(T, rows, cols)`` original matrix; ``frame_valid`` ``(T,)``; ``spacing_mm``
@@ -128,7 +129,8 @@ def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
     ``ed_landmarks`` ``(168, 2)``: where HARP starts (the ED-geometry network's), else
     the tracker's frame 0; ``roi_box`` ``(4,)`` (x0, y0, x1, y1) original px: the
     localiser's box, whose centre starts the ``tags`` fit (the ED landmarks' centroid
-    when it is None or not finite).
+    when it is None or not finite); ``register_frames``: HARP's registration refinement
+    (:mod:`raytag.tracking.register`; False: the phase field alone, about twice as fast).
     """
     if tracker not in TRACKERS:
         raise ValueError(f"tracker must be one of {TRACKERS}, got {tracker!r}")
@@ -152,11 +154,11 @@ def measure_slice(frames: np.ndarray, frame_valid: np.ndarray, spacing_mm,
             else np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
         ed, tracker, fit_flags = _tag_geometry(h, ed, spacing_mm, start)
         flags += fit_flags
-    harp = track_harp(frames, valid, ed, harmonics=h).landmarks
+    harp = track_harp(frames, valid, ed, harmonics=h, refine=register_frames).landmarks
     reported = {"network": net, "harp": harp, "tags": harp}.get(tracker)
     if reported is None:  # hybrid: the tracker's motion, from the ED ring HARP follows
         reported = track_harp(frames, valid, ed, guide=net - net[0] + ed,
-                              harmonics=h).landmarks
+                              harmonics=h, refine=register_frames).landmarks
     strains = _strains(reported, spacing_mm, valid)
     es = int(strains["es_frame"])
     uncertainty = float("nan")
