@@ -112,7 +112,7 @@ def roughness_penalty(order: int, degree: int = TRANSMURAL_DEGREE,
 
 
 def basis(k: np.ndarray, r: np.ndarray, order: int,
-           degree: int = TRANSMURAL_DEGREE) -> np.ndarray:
+          degree: int = TRANSMURAL_DEGREE) -> np.ndarray:
     """Design matrix ``(M, (degree + 1) (2 order + 1))``: a trig polynomial in the spoke
     angle times powers ``((r - 3) / 3)**d``, ``d <= degree``, across the wall."""
     phi = 2 * np.pi * np.asarray(k) / N_CIRCUMFERENTIAL
