@@ -107,3 +107,38 @@ def test_measure_slice_can_skip_the_refinement():
     on = measure_slice(frames, valid, (1.0, 1.0), truth, "harp", ed)
     np.testing.assert_allclose(off.landmarks_px, plain)
     assert np.abs(on.landmarks_px - truth).max() < 0.5 * np.abs(off.landmarks_px - truth).max()
+
+
+def test_a_track_that_reads_the_motion_short_is_corrected_frame_by_frame():
+    """HARP's band-pass reads a small ring's motion short, a little more each frame. Here
+    the track to refine follows only 30% of the closed-form motion (2.1 px = half a tag
+    period short at ES): started from it in every frame, the registration falls into the
+    wrong tag or is refused by the slip guard; chained (each frame starts from the
+    previous refined frame plus the track's increment), it stays on the truth."""
+    frames, ed, truth = _contraction_cine()
+    short = ed + 0.3 * (truth - ed)
+    chained = R.refine_track(frames, np.ones(T, bool), ed, short, LAM, chain=True)
+    unchained = R.refine_track(frames, np.ones(T, bool), ed, short, LAM)
+    assert np.abs(chained - truth).max() < 0.15
+    assert np.abs(unchained - truth).max() > 1.0
+    # the chain may not leave the track for another tag: every frame stays within
+    # MAX_DEPARTURE of a period of it (by the median)
+    away = np.median(np.hypot(*(chained - short).transpose(2, 0, 1)), axis=1)
+    assert (away <= R.MAX_DEPARTURE * LAM).all()
+
+
+def test_the_chain_never_overrules_the_tracks_choice_of_tag():
+    """A track that drifts steadily towards the neighbouring tag (0.08 of a period per
+    frame): chained, the registration pulls every frame back to the truth until it would
+    sit more than MAX_DEPARTURE of a period from the track; from there on the track's
+    choice of tag stands (the frame keeps the track and the chain re-anchors on it)."""
+    frames, ed, truth = _contraction_cine()
+    k = H.CineHarmonics.analyse(frames, np.ones(T, bool), ed.mean(axis=0)).k
+    period = 2 * np.pi * np.linalg.solve(k, [1.0, 0.0])  # one period along harmonic 0
+    track = truth + 0.08 * np.arange(T)[:, None, None] * period
+    out = R.refine_track(frames, np.ones(T, bool), ed, track, LAM, chain=True)
+    away = np.median(np.hypot(*(out - track).transpose(2, 0, 1)), axis=1)
+    assert (away <= R.MAX_DEPARTURE * LAM + 1e-9).all()
+    early = 0.08 * np.arange(T) < 0.4  # drift still well inside half a period
+    assert np.abs(out[early] - truth[early]).max() < 0.15
+    assert np.array_equal(out[-1], track[-1])  # 1.5 periods off the truth: the track's tag

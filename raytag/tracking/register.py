@@ -59,6 +59,10 @@ SLIP_FRACTION = 0.3
 #: Fewer samples than this many per unknown and the slice is left as it is (the roughness
 #: penalty regularises the rest; a small apical ring has 280-360 samples for 104 unknowns).
 MIN_SAMPLES_PER_UNKNOWN = 1
+#: A chained frame (see :func:`refine_track`) may depart from the track it refines by at
+#: most this fraction of a tag period (median over the landmarks): the track decides which
+#: tag is which; half a period further would be the neighbouring tag.
+MAX_DEPARTURE = 0.5
 
 
 class _Samples:
@@ -140,14 +144,25 @@ def _register_frame(s: _Samples, frame: np.ndarray, coef: np.ndarray,
 
 
 def refine_track(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.ndarray,
-                 landmarks: np.ndarray, wavelength_px: float) -> np.ndarray:
+                 landmarks: np.ndarray, wavelength_px: float, chain: bool = False) -> np.ndarray:
     """Refine a track ``landmarks`` ``(T, 168, 2)`` px by registering the raw frames.
 
     ``frames`` ``(T, rows, cols)``; ``frame_valid`` ``(T,)`` bool; ``ed_landmarks``
     ``(168, 2)`` px (the ED geometry the track starts from); ``wavelength_px``: the tag
     period (px). Returns a new ``(T, 168, 2)`` float64 array: frame 0 is
-    ``ed_landmarks``; invalid frames, frames whose start is not finite, frames whose
-    step is singular or slips a tag (:data:`SLIP_FRACTION`) keep ``landmarks``.
+    ``ed_landmarks``; invalid frames and frames whose start is not finite keep
+    ``landmarks``; frames whose step is singular, slips a tag (:data:`SLIP_FRACTION`) or
+    departs from ``landmarks`` by more than :data:`MAX_DEPARTURE` get ``landmarks``.
+
+    ``chain=False`` (default, what ``track_harp`` runs): every frame starts from
+    ``landmarks`` itself. ``chain=True``: each frame starts from the previous valid frame's
+    *refined* landmarks moved by the track's own increment between the two frames, so a
+    track that drifts slowly (HARP's band-pass reads a small apical ring's motion short,
+    frame after frame) is corrected while the drift is still small. Not the default: on a
+    never-used draw it cut the ES circumferential error SD (patchwork 0.030 -> 0.024,
+    thorax 0.019 -> 0.016) but moved the radial bias further negative (patchwork -0.077 ->
+    -0.144), against the rule fixed before that look (docs/tracking.md;
+    ``benchmarks/registration_chain.py``).
     """
     ed = np.asarray(ed_landmarks, dtype=np.float64)
     start = np.asarray(landmarks, dtype=np.float64)
@@ -159,16 +174,24 @@ def refine_track(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.n
     if len(s.x0) < MIN_SAMPLES_PER_UNKNOWN * 2 * s.basis.shape[1]:
         return out
     damping = np.tile(roughness_penalty(ORDER, DEGREE), 2)  # the x and the y columns
+    prev_start, prev_out = ed, ed
     for t in range(1, len(frames)):
         if not valid[t] or not np.isfinite(start[t]).all():
             continue
-        coef = s.fit_lm @ (start[t] - ed)
+        init = prev_out + (start[t] - prev_start) if chain else start[t]
         try:
-            coef = _register_frame(s, frames[t], coef, damping)
+            coef = _register_frame(s, frames[t], s.fit_lm @ (init - ed), damping)
         except np.linalg.LinAlgError:
-            continue
-        moved = ed + s.basis_lm @ coef
-        if np.isfinite(moved).all() and \
-                np.median(np.hypot(*(moved - start[t]).T)) <= SLIP_FRACTION * wavelength_px:
+            coef = None
+        moved = None if coef is None else ed + s.basis_lm @ coef
+        if moved is not None and np.isfinite(moved).all() \
+                and _median_px(moved - init) <= SLIP_FRACTION * wavelength_px \
+                and _median_px(moved - start[t]) <= MAX_DEPARTURE * wavelength_px:
             out[t] = moved
+        prev_start, prev_out = start[t], out[t]  # a rejected frame re-anchors the chain
     return out
+
+
+def _median_px(d: np.ndarray) -> float:
+    """Median length of displacements ``(168, 2)`` px."""
+    return float(np.median(np.hypot(d[:, 0], d[:, 1])))
