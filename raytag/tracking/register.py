@@ -180,10 +180,10 @@ def refine_track(frames: np.ndarray, frame_valid: np.ndarray, ed_landmarks: np.n
             continue
         init = prev_out + (start[t] - prev_start) if chain else start[t]
         try:
-            coef = _register_frame(s, frames[t], s.fit_lm @ (init - ed), damping)
+            moved = ed + s.basis_lm @ _register_frame(s, frames[t], s.fit_lm @ (init - ed),
+                                                      damping)
         except np.linalg.LinAlgError:
-            coef = None
-        moved = None if coef is None else ed + s.basis_lm @ coef
+            moved = None
         if moved is not None and np.isfinite(moved).all() \
                 and _median_px(moved - init) <= SLIP_FRACTION * wavelength_px \
                 and _median_px(moved - start[t]) <= MAX_DEPARTURE * wavelength_px:
